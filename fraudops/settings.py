@@ -1,0 +1,111 @@
+"""The one place that decides every path, URI and knob of the platform.
+
+Values come from environment variables prefixed ``FRAUDOPS_`` with embedded defaults that
+describe the embedded profile (local files, DuckDB, SQLite). Nothing is read at import time:
+call :func:`get_settings` when a value is needed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _join(root: str, *parts: str) -> str:
+    """Join a local path or an object-store URI with sub-paths."""
+    return "/".join([root.rstrip("/"), *parts])
+
+
+class Settings(BaseSettings):
+    """Every path, URI and default of the platform, overridable with ``FRAUDOPS_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDOPS_", extra="ignore")
+
+    home: Path = Field(default=REPO_ROOT / "var", description="Root of all runtime state.")
+    lakehouse_uri: str | None = Field(
+        default=None, description="Root of the Delta tables: a local path or s3://bucket/prefix."
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="deltalake storage options (e.g. S3 endpoint, keys)."
+    )
+    landing_dir: Path | None = Field(default=None, description="Where source extracts land.")
+    source: Literal["simulator", "landing"] = Field(
+        default="simulator",
+        description="simulator: missing extracts are produced by the simulator; landing: an error.",
+    )
+    duckdb_path: Path | None = None
+    dagster_home: Path | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
+    feast_online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/fraudops"
+    prediction_log_table: str | None = None
+
+    # Reference scale of the simulated source system (ARCHITECTURE.md section 2).
+    sim_customers: int = 5_000
+    sim_terminals: int = 10_000
+    sim_days: int = 183
+    sim_start_date: dt.date = dt.date(2018, 4, 1)
+    sim_seed: int = 42
+    sim_radius: float = 5.0
+    label_delay_days: int = 7
+
+    # Data quality: share of quarantined rows above which an asset check fails.
+    quarantine_fail_ratio: float = 0.01
+
+    @cached_property
+    def lakehouse_root(self) -> str:
+        """Root URI of the Delta lakehouse."""
+        return self.lakehouse_uri or str(self.home / "lakehouse")
+
+    def table_uri(self, layer: str, name: str) -> str:
+        """URI of the Delta table ``name`` in ``layer`` (raw, quarantine, marts, ...)."""
+        return _join(self.lakehouse_root, layer, name)
+
+    @property
+    def landing_path(self) -> Path:
+        """Folder of the source system's daily extracts."""
+        return self.landing_dir or self.home / "landing"
+
+    @property
+    def duckdb_file(self) -> Path:
+        """DuckDB database file used by dbt."""
+        return self.duckdb_path or self.home / "warehouse.duckdb"
+
+    @property
+    def dagster_home_path(self) -> Path:
+        """Dagster instance folder (run storage, event logs)."""
+        return self.dagster_home or self.home / "dagster"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI (SQLite file by default)."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        """MLflow artifact root."""
+        return self.mlflow_artifact_root or str(self.home / "mlflow" / "artifacts")
+
+    @property
+    def prediction_log_uri(self) -> str:
+        """Delta table that the scoring service appends predictions to."""
+        return self.prediction_log_table or self.table_uri("serving", "prediction_log")
+
+    @property
+    def sim_end_date(self) -> dt.date:
+        """Last simulated day (inclusive)."""
+        return self.sim_start_date + dt.timedelta(days=self.sim_days - 1)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment now, with optional explicit overrides."""
+    return Settings(**overrides)

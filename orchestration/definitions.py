@@ -1,0 +1,26 @@
+"""The fraudops code location: global wiring only; each domain builds its own definitions."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from fraudops.settings import get_settings
+from orchestration.defs import lakehouse
+from orchestration.partitions import daily_partitions
+from orchestration.resources import SettingsResource
+
+
+def build_definitions() -> dg.Definitions:
+    """Build the code location from the settings in force now."""
+    settings = get_settings()
+    partitions = daily_partitions(settings)
+    return dg.Definitions.merge(
+        lakehouse.build_defs(partitions),
+        dg.Definitions(resources={"settings": SettingsResource()}),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Entry point Dagster loads lazily (no settings are read at import time)."""
+    return build_definitions()

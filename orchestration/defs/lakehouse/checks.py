@@ -1,0 +1,61 @@
+"""Data-quality checks reported with every raw feed materialization.
+
+A failing check marks the data, not the run: downstream work goes on and the UI shows why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from lakehouse import delta
+from lakehouse.ingestion import PARTITION_COLUMNS, IngestionReport, Lakehouse
+
+QUARANTINE_RATE = "quarantine_rate_below_threshold"
+UNIQUE_KEYS = "unique_transaction_ids"
+
+
+def feed_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The checks every raw feed reports."""
+    return [
+        dg.AssetCheckSpec(
+            QUARANTINE_RATE,
+            asset=key,
+            description="Share of quarantined rows stays below FRAUDOPS_QUARANTINE_FAIL_RATIO.",
+        ),
+        dg.AssetCheckSpec(
+            UNIQUE_KEYS,
+            asset=key,
+            description="The written partitions hold each transaction id once.",
+        ),
+    ]
+
+
+def feed_check_results(lakehouse: Lakehouse, report: IngestionReport) -> Iterator[dg.AssetCheckResult]:
+    """Evaluate the feed checks against what was just written."""
+    threshold = lakehouse.settings.quarantine_fail_ratio
+    yield dg.AssetCheckResult(
+        check_name=QUARANTINE_RATE,
+        passed=report.quarantine_ratio <= threshold,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "quarantined_rows": report.quarantined,
+            "quarantine_ratio": round(report.quarantine_ratio, 6),
+            "threshold": threshold,
+            "reasons": dg.MetadataValue.json(report.reasons),
+        },
+    )
+    ids = delta.read_table(
+        lakehouse.raw_uri(report.feed),
+        ["transaction_id"],
+        filters=[(PARTITION_COLUMNS[report.feed], "in", report.days)],
+        storage_options=lakehouse.storage_options,
+    ).column("transaction_id")
+    duplicates = len(ids) - len(pc.unique(ids))
+    yield dg.AssetCheckResult(
+        check_name=UNIQUE_KEYS,
+        passed=duplicates == 0,
+        metadata={"rows_checked": len(ids), "duplicate_ids": duplicates},
+    )
