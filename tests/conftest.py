@@ -1,0 +1,106 @@
+"""Shared fixtures: a tiny simulated lakehouse and the real services of the production profile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from fraudops.settings import Settings, get_settings
+from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+
+TINY = {"sim_customers": 60, "sim_terminals": 120, "sim_days": 45}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that make a fresh ``get_settings()`` equal ``settings``."""
+    return {
+        "FRAUDOPS_HOME": str(settings.home),
+        "FRAUDOPS_SIM_CUSTOMERS": str(settings.sim_customers),
+        "FRAUDOPS_SIM_TERMINALS": str(settings.sim_terminals),
+        "FRAUDOPS_SIM_DAYS": str(settings.sim_days),
+        "FRAUDOPS_SIM_START_DATE": settings.sim_start_date.isoformat(),
+        "FRAUDOPS_SIM_SEED": str(settings.sim_seed),
+        "DAGSTER_HOME": str(settings.dagster_home_path),
+    }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_telemetry() -> None:
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+@pytest.fixture
+def tmp_settings(tmp_path) -> Settings:
+    """Tiny-scale settings in a fresh folder (function scope: free to mutate)."""
+    return get_settings(home=tmp_path / "var", **TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_lakehouse(tmp_path_factory) -> Lakehouse:
+    """A lakehouse with every raw table ingested for the whole tiny simulation (read-only)."""
+    settings = get_settings(home=tmp_path_factory.mktemp("tiny") / "var", **TINY)
+    lakehouse = Lakehouse(settings)
+    days = [settings.sim_start_date + dt.timedelta(days=i) for i in range(settings.sim_days)]
+    for name in ("customers", "terminals"):
+        ingest_master_data(lakehouse, name)
+    for feed in ("transactions", "fraud_reports"):
+        ingest_feed(lakehouse, feed, days)
+    return lakehouse
+
+
+@pytest.fixture
+def tiny_env(tiny_lakehouse, monkeypatch) -> Settings:
+    """Point the environment (and so Dagster's settings) at the tiny lakehouse."""
+    for key, value in settings_env(tiny_lakehouse.settings).items():
+        monkeypatch.setenv(key, value)
+    return tiny_lakehouse.settings
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a service is down, but fail under CI, where it must be running."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI=true: service-dependent tests must not skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A throw-away PostgreSQL database on the local server, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import uuid
+
+    import psycopg
+
+    name = f"fraudops_test_{uuid.uuid4().hex[:10]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The local Redis URL; each test uses its own key prefix (e.g. a unique Feast project)."""
+    require_service("Redis", "127.0.0.1", 6379)
+    yield "redis://127.0.0.1:6379/0"
