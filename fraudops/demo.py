@@ -53,13 +53,22 @@ def land_source(settings: Settings, say: Say) -> None:
 
 def run_job(settings: Settings, job_name: str, say: Say) -> None:
     """Run a Dagster job over every day as one run on the persistent instance."""
+    import warnings
+
     import dagster as dg
 
     from orchestration.definitions import build_definitions
 
+    # Beta/preview notices are for authors of definitions, not for users of the demo.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     started = time.perf_counter()
     job = build_definitions().resolve_job_def(job_name)
-    result = job.execute_in_process(instance=dg.DagsterInstance.get(), tags=_range_tags(settings))
+    result = job.execute_in_process(
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        instance=dg.DagsterInstance.get(),
+        tags=_range_tags(settings),
+    )
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
