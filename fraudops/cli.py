@@ -66,7 +66,11 @@ def simulate(
 
     overrides = {
         k: v
-        for k, v in {"sim_customers": customers, "sim_terminals": terminals, "sim_seed": seed}.items()
+        for k, v in {
+            "sim_customers": customers,
+            "sim_terminals": terminals,
+            "sim_seed": seed,
+        }.items()
         if v is not None
     }
     settings = get_settings(**overrides)
@@ -92,7 +96,11 @@ def demo(
 
     overrides = {
         k: v
-        for k, v in {"sim_days": days, "sim_customers": customers, "sim_terminals": terminals}.items()
+        for k, v in {
+            "sim_days": days,
+            "sim_customers": customers,
+            "sim_terminals": terminals,
+        }.items()
         if v is not None
     }
     for key, value in overrides.items():

@@ -36,7 +36,10 @@ def land_source(settings: Settings, say: Say) -> None:
 
     def progress(day, summary) -> None:
         if summary.days % step == 0 or day == settings.sim_end_date:
-            say(f"  simulated {summary.days}/{settings.sim_days} days, {summary.transactions:,} transactions")
+            say(
+                f"  simulated {summary.days}/{settings.sim_days} days, "
+                f"{summary.transactions:,} transactions"
+            )
 
     summary = land_range(
         Simulator(simulator_config(settings)),
@@ -47,7 +50,8 @@ def land_source(settings: Settings, say: Say) -> None:
     )
     say(
         f"source landed: {summary.transactions:,} transactions, {summary.frauds:,} frauds "
-        f"({summary.frauds / max(summary.transactions, 1):.2%}) in {time.perf_counter() - started:.1f} s"
+        f"({summary.frauds / max(summary.transactions, 1):.2%}) "
+        f"in {time.perf_counter() - started:.1f} s"
     )
 
 
@@ -74,7 +78,10 @@ def run_job(settings: Settings, job_name: str, say: Say) -> None:
             data = event.event_specific_data
             if not data.passed:
                 say(f"  check failed: {data.asset_key.to_user_string()} {data.check_name}")
-    say(f"job {job_name!r} run {result.run_id[:8]} succeeded in {time.perf_counter() - started:.1f} s")
+    say(
+        f"job {job_name!r} run {result.run_id[:8]} succeeded "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def ingestion_summary(settings: Settings) -> dict[str, float]:
@@ -102,7 +109,8 @@ def run_demo(settings: Settings, say: Say) -> None:
     """Simulate the source, then run the platform's jobs end to end."""
     started = time.perf_counter()
     say(
-        f"demo at scale: {settings.sim_customers:,} customers, {settings.sim_terminals:,} terminals, "
+        f"demo at scale: {settings.sim_customers:,} customers, "
+        f"{settings.sim_terminals:,} terminals, "
         f"{settings.sim_days} days from {settings.sim_start_date}"
     )
     land_source(settings, say)

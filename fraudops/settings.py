@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     # Data quality: share of quarantined rows above which an asset check fails.
     quarantine_fail_ratio: float = 0.01
 
+    # Training protocol and promotion gate (docs/training.md).
+    model_name: str = "fraud_detector"
+    train_days: int = 28
+    test_days: int = 7
+    train_seed: int = 7
+    promotion_ap_margin: float = 0.005
+    promotion_min_ap: float = 0.5
+    promotion_min_roc_auc: float = 0.8
+    promotion_max_p99_ms: float = 5.0
+    promotion_manual: bool = False
+
     @cached_property
     def lakehouse_root(self) -> str:
         """Root URI of the Delta lakehouse."""

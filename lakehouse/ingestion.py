@@ -173,9 +173,15 @@ def ingest_feed(
     report.table_version = delta.replace_partitions(
         lakehouse.raw_uri(feed), table, partition_col, days, lakehouse.storage_options
     )
-    quarantined = pa.concat_tables(quarantine_parts) if quarantine_parts else QUARANTINE_SCHEMA.empty_table()
+    quarantined = (
+        pa.concat_tables(quarantine_parts) if quarantine_parts else QUARANTINE_SCHEMA.empty_table()
+    )
     report.quarantine_version = delta.replace_partitions(
-        lakehouse.quarantine_uri(feed), quarantined, "partition_date", days, lakehouse.storage_options
+        lakehouse.quarantine_uri(feed),
+        quarantined,
+        "partition_date",
+        days,
+        lakehouse.storage_options,
     )
     for reason in quarantined.column("reason").to_pylist():
         report.reasons[reason] = report.reasons.get(reason, 0) + 1

@@ -124,6 +124,7 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
+        self._pick_cache: dict[tuple[int, int], np.ndarray] = {}
 
     # ---- static profiles --------------------------------------------------------------------
     @cached_property
@@ -144,20 +145,34 @@ class Simulator:
 
     @cached_property
     def _available_terminals(self) -> tuple[np.ndarray, np.ndarray]:
-        """Terminals within ``radius`` of each customer, as CSR (offsets, terminal indices)."""
+        """Terminals within ``radius`` of each customer, as CSR (offsets, terminal indices).
+
+        Terminals are bucketed on a grid of cell size ``radius``, so each customer is compared
+        only with the terminals of its own and the 8 neighbouring cells.
+        """
         p = self._profiles
         cxy, txy = p["customer_xy"], p["terminal_xy"]
         r = self.config.radius
-        t_order = np.argsort(txy[:, 0], kind="stable")
-        t_sorted_x = txy[t_order, 0]
-        c_order = np.argsort(cxy[:, 0], kind="stable")
+        n_cells = max(1, int(np.ceil(100 / r)))
+        t_cell = np.minimum((txy // r).astype(np.int64), n_cells - 1)
+        c_cell = np.minimum((cxy // r).astype(np.int64), n_cells - 1)
+        t_key = t_cell[:, 0] * n_cells + t_cell[:, 1]
+        t_order = np.argsort(t_key, kind="stable")
+        t_bounds = np.searchsorted(t_key[t_order], np.arange(n_cells * n_cells + 1))
+        c_key = c_cell[:, 0] * n_cells + c_cell[:, 1]
+        c_order = np.argsort(c_key, kind="stable")
+        c_bounds = np.searchsorted(c_key[c_order], np.arange(n_cells * n_cells + 1))
         rows, cols = [], []
-        chunk = 256
-        for start in range(0, len(c_order), chunk):
-            cidx = c_order[start : start + chunk]
-            lo = np.searchsorted(t_sorted_x, cxy[cidx, 0].min() - r, side="left")
-            hi = np.searchsorted(t_sorted_x, cxy[cidx, 0].max() + r, side="right")
-            tidx = t_order[lo:hi]
+        for cell in np.flatnonzero(np.diff(c_bounds)):
+            gx, gy = divmod(int(cell), n_cells)
+            neighbours = [
+                t_order[t_bounds[k] : t_bounds[k + 1]]
+                for x in range(max(gx - 1, 0), min(gx + 2, n_cells))
+                for y in range(max(gy - 1, 0), min(gy + 2, n_cells))
+                for k in (x * n_cells + y,)
+            ]
+            tidx = np.concatenate(neighbours)
+            cidx = c_order[c_bounds[cell] : c_bounds[cell + 1]]
             d2 = ((cxy[cidx, None, :] - txy[None, tidx, :]) ** 2).sum(axis=2)
             ri, ci = np.nonzero(d2 < r * r)
             rows.append(cidx[ri])
@@ -208,7 +223,7 @@ class Simulator:
         )
 
     def compromised_customers(self, day_index: int) -> np.ndarray:
-        """Indices (0-based) of customers with a share of fraudulent, inflated transactions on ``day_index``."""
+        """Indices (0-based) of customers with some fraudulent, inflated transactions that day."""
         first = max(0, day_index - CUSTOMER_COMPROMISE_DAYS + 1)
         return self._compromised(
             _CUSTOMER_COMPROMISE,
@@ -218,11 +233,16 @@ class Simulator:
         )
 
     def _compromised(self, stream: int, days: range, population: int, k: int) -> np.ndarray:
-        picks = [
-            _rng(self.config.seed, stream, d).choice(population, size=min(k, population), replace=False)
-            for d in days
-        ]
+        picks = [self._daily_pick(stream, d, population, k) for d in days]
         return np.unique(np.concatenate(picks)) if picks else np.empty(0, np.int64)
+
+    def _daily_pick(self, stream: int, day_index: int, population: int, k: int) -> np.ndarray:
+        # Each day's pick is reused by the next 14 or 28 days: draw it once.
+        key = (stream, day_index)
+        if key not in self._pick_cache:
+            rng = _rng(self.config.seed, stream, day_index)
+            self._pick_cache[key] = rng.choice(population, size=min(k, population), replace=False)
+        return self._pick_cache[key]
 
     # ---- daily feed -------------------------------------------------------------------------
     def day_index(self, day: dt.date) -> int:
@@ -268,7 +288,7 @@ class Simulator:
         cust, seconds, term, amount, scenario = self._apply_card_testing(
             day, idx, cust, seconds, term, amount, scenario
         )
-        order = np.argsort(seconds, kind="stable")
+        order = np.argsort(seconds)
         cust, seconds, term, amount, scenario = (
             a[order] for a in (cust, seconds, term, amount, scenario)
         )
@@ -300,11 +320,13 @@ class Simulator:
         offsets, flat = self._available_terminals
         n_avail = np.diff(offsets)
         eligible = np.flatnonzero(n_avail > 0)
-        n_victims = max(1, int(round(drifts[0].intensity * 0.001 * self.config.n_customers)))
+        n_victims = max(1, round(drifts[0].intensity * 0.001 * self.config.n_customers))
         victims = rng.choice(eligible, size=min(n_victims, eligible.size), replace=False)
         burst = rng.integers(3, 7, size=victims.size)
         v_cust = np.repeat(victims, burst)
-        v_term = flat[offsets[v_cust] + np.floor(rng.random(v_cust.size) * n_avail[v_cust]).astype(np.int64)]
+        v_term = flat[
+            offsets[v_cust] + np.floor(rng.random(v_cust.size) * n_avail[v_cust]).astype(np.int64)
+        ]
         v_seconds = rng.uniform(0, 6 * 3600, size=v_cust.size)
         v_amount = np.round(rng.uniform(1, 5, size=v_cust.size), 2)
         v_scenario = np.full(v_cust.size, SCENARIO_CARD_TESTING, dtype=np.int8)

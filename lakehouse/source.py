@@ -74,7 +74,10 @@ def land_range(
     first = max(cfg.start_date, start - delay)
     for report_day in _dates(start, min(end, first + delay - dt.timedelta(days=1))):
         if report_day - delay < cfg.start_date:
-            _write(FRAUD_REPORT_SCHEMA.empty_table(), extract_path(landing, "fraud_reports", report_day))
+            _write(
+                FRAUD_REPORT_SCHEMA.empty_table(),
+                extract_path(landing, "fraud_reports", report_day),
+            )
     for sim in simulator.days(first, end):
         if sim.day >= start:
             _write(sim.transactions, extract_path(landing, "transactions", sim.day))
@@ -124,7 +127,10 @@ class LandingSource:
         """The master-data extract ``name`` (``customers`` or ``terminals``)."""
         path = master_path(self.landing, name)
         if not path.exists():
-            self._deliver(path, lambda: land_range(self.simulator, self.landing, *[self.config.start_date] * 2))
+            self._deliver(
+                path,
+                lambda: land_range(self.simulator, self.landing, *[self.config.start_date] * 2),
+            )
         return pq.read_table(path)
 
     def ensure_range(self, start: dt.date, end: dt.date) -> None:

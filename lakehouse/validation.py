@@ -161,7 +161,9 @@ def validate(
     typed[ts_col], invalid = _to_utc(raw[ts_col])
     reasons.add(f"invalid type {ts_col} (expected timestamp)", invalid)
     lo = pd.Timestamp(day, tz="UTC")
-    outside = typed[ts_col].notna() & ((typed[ts_col] < lo) | (typed[ts_col] >= lo + pd.Timedelta(days=1)))
+    outside = typed[ts_col].notna() & (
+        (typed[ts_col] < lo) | (typed[ts_col] >= lo + pd.Timedelta(days=1))
+    )
     reasons.add(f"{ts_col} outside partition {day.isoformat()}", outside)
 
     for col, allowed in (known_ids or {}).items():

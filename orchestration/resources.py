@@ -1,6 +1,5 @@
 """Resources shared by every domain of the code location."""
 
-
 import dagster as dg
 
 from fraudops.settings import Settings, get_settings

@@ -9,10 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse import delta
-from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
-from lakehouse.source import MissingExtractError, extract_path, land_range
+from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data, simulator_config
 from lakehouse.simulator import Simulator
-from lakehouse.ingestion import simulator_config
+from lakehouse.source import MissingExtractError, extract_path, land_range
 
 DAY = dt.date(2018, 4, 3)
 
@@ -34,7 +33,10 @@ def test_rerunning_a_partition_replaces_it_without_duplicates(lakehouse):
     first = ingest_feed(lakehouse, "transactions", days)
     again = ingest_feed(lakehouse, "transactions", [DAY])
     table = _read(lakehouse, "raw", "transactions")
-    landed = sum(pq.read_table(extract_path(lakehouse.settings.landing_path, "transactions", d)).num_rows for d in days)
+    landed = sum(
+        pq.read_table(extract_path(lakehouse.settings.landing_path, "transactions", d)).num_rows
+        for d in days
+    )
     assert len(table) == first.rows == landed
     assert table["transaction_id"].is_unique
     assert again.table_version == first.table_version + 1
@@ -62,7 +64,10 @@ def _bad_batch(good: pa.Table) -> tuple[pa.Table, dict[str, str]]:
         "900000004": ({"tx_amount": "inf"}, "non-finite tx_amount"),
         "900000005": ({"terminal_id": "987654"}, "unknown terminal_id"),
         "900000006": ({"tx_datetime": next_day}, f"tx_datetime outside partition {DAY}"),
-        "900000007": ({"tx_datetime": "yesterday-ish"}, "invalid type tx_datetime (expected timestamp)"),
+        "900000007": (
+            {"tx_datetime": "yesterday-ish"},
+            "invalid type tx_datetime (expected timestamp)",
+        ),
         "900000008": ({"customer_id": "12.5"}, "invalid type customer_id (expected integer)"),
     }
     rows = [{**template, "transaction_id": key, **change} for key, (change, _) in defects.items()]
@@ -70,7 +75,9 @@ def _bad_batch(good: pa.Table) -> tuple[pa.Table, dict[str, str]]:
     bad = pd.DataFrame(rows)
     expected = {key: reason for key, (_, reason) in defects.items()}
     expected[template["transaction_id"]] = "duplicate transaction_id"
-    return pa.Table.from_pandas(pd.concat([frame, bad], ignore_index=True), preserve_index=False), expected
+    return pa.Table.from_pandas(
+        pd.concat([frame, bad], ignore_index=True), preserve_index=False
+    ), expected
 
 
 def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_good_rows_land(lakehouse):
@@ -113,7 +120,9 @@ def test_labels_are_never_visible_before_their_delay(tiny_lakehouse):
     delay = pd.Timedelta(days=settings.label_delay_days)
     assert len(reports) > 0
     reported_tx = tx.loc[reports["transaction_id"]]
-    assert (reports["reported_at"].to_numpy() >= (reported_tx["tx_datetime"] + delay).to_numpy()).all()
+    assert (
+        reports["reported_at"].to_numpy() >= (reported_tx["tx_datetime"] + delay).to_numpy()
+    ).all()
     # A report partition only holds reports that became known on that day.
     assert (reports["reported_at"].dt.date == reports["report_date"]).all()
     first_reports = settings.sim_start_date + dt.timedelta(days=settings.label_delay_days)

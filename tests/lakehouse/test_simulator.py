@@ -1,4 +1,4 @@
-"""The simulator: determinism, reference-scale volumes and each fraud scenario's defining property."""
+"""The simulator: determinism, reference-scale volumes and each fraud scenario's property."""
 
 import datetime as dt
 
@@ -38,7 +38,9 @@ def reference() -> tuple[Simulator, pd.DataFrame, pd.DataFrame]:
 def test_same_seed_same_data_and_other_seed_other_data():
     a = Simulator(SMALL).simulate_day(dt.date(2018, 4, 10))
     b = Simulator(SMALL).simulate_day(dt.date(2018, 4, 10))
-    c = Simulator(SimulatorConfig(**{**SMALL.__dict__, "seed": 7})).simulate_day(dt.date(2018, 4, 10))
+    c = Simulator(SimulatorConfig(**{**SMALL.__dict__, "seed": 7})).simulate_day(
+        dt.date(2018, 4, 10)
+    )
     assert a.transactions.equals(b.transactions)
     assert a.frauds.equals(b.frauds)
     assert not a.transactions.equals(c.transactions)
@@ -107,10 +109,18 @@ def test_compromised_customer_frauds_are_about_five_times_the_mean(reference):
     sim, _, frauds = reference
     means = sim.customers().to_pandas().set_index("customer_id")["mean_amount"]
     customer = frauds[frauds["fraud_scenario"] == SCENARIO_CUSTOMER]
-    tx = pa.concat_tables([d.transactions for d in sim.days(sim.config.start_date, sim.config.start_date + dt.timedelta(days=40))]).to_pandas()
+    tx = pa.concat_tables(
+        [
+            d.transactions
+            for d in sim.days(sim.config.start_date, sim.config.start_date + dt.timedelta(days=40))
+        ]
+    ).to_pandas()
     amounts = tx.set_index("transaction_id")["tx_amount"]
     customer = customer[customer["transaction_id"].isin(amounts.index)]
-    ratio = amounts.loc[customer["transaction_id"]].to_numpy() / means.loc[customer["customer_id"]].to_numpy()
+    ratio = (
+        amounts.loc[customer["transaction_id"]].to_numpy()
+        / means.loc[customer["customer_id"]].to_numpy()
+    )
     assert len(customer) > 20
     assert 3.5 <= np.median(ratio) <= 6.5
 
@@ -125,17 +135,23 @@ def test_reports_become_known_exactly_after_the_label_delay():
 
 def test_spending_shift_raises_amounts_from_its_start():
     start = dt.date(2018, 4, 10)
-    shifted = SimulatorConfig(**{**SMALL.__dict__, "drifts": (DriftScenario("spending_shift", start, intensity=0.5),)})
+    shifted = SimulatorConfig(
+        **{**SMALL.__dict__, "drifts": (DriftScenario("spending_shift", start, intensity=0.5),)}
+    )
     before = Simulator(shifted).simulate_day(dt.date(2018, 4, 9)).transactions
     plain_after = Simulator(SMALL).simulate_day(dt.date(2018, 4, 11)).transactions.to_pandas()
     after = Simulator(shifted).simulate_day(dt.date(2018, 4, 11)).transactions.to_pandas()
     assert before.equals(Simulator(SMALL).simulate_day(dt.date(2018, 4, 9)).transactions)
-    assert after["tx_amount"].median() == pytest.approx(1.5 * plain_after["tx_amount"].median(), rel=0.05)
+    assert after["tx_amount"].median() == pytest.approx(
+        1.5 * plain_after["tx_amount"].median(), rel=0.05
+    )
 
 
 def test_new_fraud_pattern_adds_small_night_time_frauds():
     start = dt.date(2018, 4, 5)
-    cfg = SimulatorConfig(**{**SMALL.__dict__, "drifts": (DriftScenario("new_fraud_pattern", start, intensity=10),)})
+    cfg = SimulatorConfig(
+        **{**SMALL.__dict__, "drifts": (DriftScenario("new_fraud_pattern", start, intensity=10),)}
+    )
     day = Simulator(cfg).simulate_day(dt.date(2018, 4, 6))
     frauds = day.frauds.to_pandas()
     tx = day.transactions.to_pandas().set_index("transaction_id")
@@ -143,14 +159,20 @@ def test_new_fraud_pattern_adds_small_night_time_frauds():
     assert len(testing) >= 3
     assert (tx.loc[testing["transaction_id"], "tx_amount"] <= 5).all()
     assert (testing["tx_datetime"].dt.hour < 6).all()
-    assert not (Simulator(cfg).simulate_day(dt.date(2018, 4, 4)).frauds.to_pandas()["fraud_scenario"] == SCENARIO_CARD_TESTING).any()
+    assert not (
+        Simulator(cfg).simulate_day(dt.date(2018, 4, 4)).frauds.to_pandas()["fraud_scenario"]
+        == SCENARIO_CARD_TESTING
+    ).any()
 
 
 @pytest.mark.parametrize("variant", ["null_amount", "amount_in_cents"])
 def test_broken_upstream_field(variant):
     start = dt.date(2018, 4, 5)
     cfg = SimulatorConfig(
-        **{**SMALL.__dict__, "drifts": (DriftScenario("broken_field", start, intensity=0.2, variant=variant),)}
+        **{
+            **SMALL.__dict__,
+            "drifts": (DriftScenario("broken_field", start, intensity=0.2, variant=variant),),
+        }
     )
     broken = Simulator(cfg).simulate_day(dt.date(2018, 4, 6)).transactions.to_pandas()
     clean = Simulator(SMALL).simulate_day(dt.date(2018, 4, 6)).transactions.to_pandas()

@@ -4,7 +4,10 @@ import datetime as dt
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from fraudops.settings import get_settings
 from lakehouse import delta
@@ -54,14 +57,20 @@ def test_two_days_through_dagster_write_readable_delta(tiny_home):
         materialized = instance.get_latest_materialization_event(
             dg.AssetKey(["lakehouse", "raw_transactions"])
         )
-        assert materialized.asset_materialization.partition in {first.isoformat(), second.isoformat()}
+        assert materialized.asset_materialization.partition in {
+            first.isoformat(),
+            second.isoformat(),
+        }
 
     tx = delta.read_table(tiny_home.table_uri("raw", "transactions")).to_pandas()
     reports = delta.read_table(tiny_home.table_uri("raw", "fraud_reports")).to_pandas()
     assert sorted(tx["tx_date"].unique()) == [first, second]
     assert len(tx) > 0 and tx["transaction_id"].is_unique
     assert set(reports["report_date"].unique()) <= {first, second}
-    assert delta.read_table(tiny_home.table_uri("raw", "customers")).num_rows == tiny_home.sim_customers
+    assert (
+        delta.read_table(tiny_home.table_uri("raw", "customers")).num_rows
+        == tiny_home.sim_customers
+    )
 
 
 def test_quarantine_check_fails_without_failing_the_run(tiny_home, monkeypatch):

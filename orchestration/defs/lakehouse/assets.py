@@ -1,6 +1,5 @@
 """Raw lakehouse assets: master data and the two daily feeds, validated into Delta."""
 
-
 import dagster as dg
 
 from lakehouse.ingestion import IngestionReport, Lakehouse, ingest_feed, ingest_master_data
@@ -25,9 +24,7 @@ def _master_asset(key: dg.AssetKey, name: str) -> dg.AssetsDefinition:
     )
     def _asset(settings: SettingsResource) -> dg.MaterializeResult:
         rows, version = ingest_master_data(Lakehouse(settings.get()), name)
-        return dg.MaterializeResult(
-            metadata={"dagster/row_count": rows, "delta_version": version}
-        )
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "delta_version": version})
 
     return _asset
 

@@ -33,7 +33,9 @@ def feed_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def feed_check_results(lakehouse: Lakehouse, report: IngestionReport) -> Iterator[dg.AssetCheckResult]:
+def feed_check_results(
+    lakehouse: Lakehouse, report: IngestionReport
+) -> Iterator[dg.AssetCheckResult]:
     """Evaluate the feed checks against what was just written."""
     threshold = lakehouse.settings.quarantine_fail_ratio
     yield dg.AssetCheckResult(
