@@ -11,6 +11,8 @@ export BENTOML_DO_NOT_TRACK := true
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export MLFLOW_ENABLE_TELEMETRY := false
+# The tools of the virtualenv (dbt, feast, dagster, bentoml, mlflow) for every target.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup demo test bench lint format dev clean
 

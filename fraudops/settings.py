@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
     feast_online_store: Literal["sqlite", "redis"] = "sqlite"
+    feast_registry: Literal["sqlite", "postgres"] = "sqlite"
+    feast_project: str = "fraudops"
     redis_url: str = "redis://127.0.0.1:6379/0"
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/fraudops"
     prediction_log_table: str | None = None
@@ -66,11 +68,32 @@ class Settings(BaseSettings):
     train_days: int = 28
     test_days: int = 7
     train_seed: int = 7
+    known_card_memory_days: int = 14
     promotion_ap_margin: float = 0.005
     promotion_min_ap: float = 0.5
     promotion_min_roc_auc: float = 0.8
-    promotion_max_p99_ms: float = 5.0
+    promotion_max_p99_ms: float = 25.0
     promotion_manual: bool = False
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+
+    # Online scoring service (docs/serving.md). The default key is for local use only: set
+    # FRAUDOPS_SERVING_API_KEYS='["..."]' everywhere else.
+    serving_api_keys: list[str] = ["fraudops-dev-key"]
+    serving_rate_limit_per_s: float = 2_000.0
+    serving_rate_limit_burst: int = 4_000
+    serving_max_body_bytes: int = 1_048_576
+    serving_max_batch: int = 1_000
+    serving_max_amount: float = 1_000_000.0
+    serving_review_threshold: float = 0.5
+    serving_decline_threshold: float = 0.9
+    serving_mode: Literal["champion", "canary", "shadow"] = "champion"
+    serving_canary_share: float = 0.1
+    serving_feature_timeout_ms: float = 50.0
+    serving_feature_retry_s: float = 2.0
+    serving_feature_repo: Path | None = None
+    serving_reload_interval_s: float = 10.0
+    serving_log_batch_rows: int = 1_000
+    serving_log_flush_s: float = 2.0
 
     @cached_property
     def lakehouse_root(self) -> str:

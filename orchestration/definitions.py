@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from fraudops.settings import get_settings
+from orchestration.defs import dbt as dbt_domain
+from orchestration.defs import features as features_domain
 from orchestration.defs import lakehouse
 from orchestration.partitions import daily_partitions
 from orchestration.resources import SettingsResource
@@ -16,6 +18,8 @@ def build_definitions() -> dg.Definitions:
     partitions = daily_partitions(settings)
     return dg.Definitions.merge(
         lakehouse.build_defs(partitions),
+        features_domain.build_defs(),
+        dbt_domain.build_defs(),
         dg.Definitions(resources={"settings": SettingsResource()}),
     )
 

@@ -1,0 +1,259 @@
+"""Feast at the reference scale: materialization, online lookups, historical retrieval.
+
+Marts are synthetic (contract schema, random values) for 5,000 customers and 10,000 terminals:
+the cost of the feature store depends on sizes, not on values. Figures (issue 4):
+- materialization of one as-of day (15,000 entities): rows/s of our per-partition path and of
+  Feast's own ``materialize``, each as a ratio to ``sqlite3.executemany`` of the same rows into
+  a plain table in the same run (target >= 0.3);
+- online lookup for one transaction over >= 2,000 random entity pairs, p50 and p99 of:
+  ``entity_reads``, the 12 stored features of ``fraud_model_v1`` (two Feast ``online_read``
+  calls, the path serving needs; targets 1 ms SQLite / 3 ms Redis); ``single_view_read``, one
+  of them (the issue's reference figure); ``lookup``, all 15 inputs with the request-time
+  features (pandas) and the fill rule; ``get_online_features``, Feast's generic API with the
+  feature service; on SQLite and, when reachable, Redis;
+- historical retrieval of a 7-day training window (target <= 30 s).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from deltalake import write_deltalake
+
+from benchmarks.common import write_figures
+from fraudops.settings import Settings, get_settings
+from ml import feature_store
+from ml.features import CUSTOMER_FEATURES, TERMINAL_FEATURES
+
+CUSTOMERS, TERMINALS = 5_000, 10_000
+FIRST_DAY = dt.date(2018, 4, 2)
+MART_DAYS = 40
+LOOKUPS = 2_000
+WINDOW_DAYS = 7
+TX_PER_CUSTOMER_DAY = 2.0  # the reference simulation's mean (uniform in [0, 4])
+
+
+def _mart(key: str, features: list[str], n: int, rng: np.random.Generator) -> pa.Table:
+    days = [FIRST_DAY + dt.timedelta(days=i) for i in range(MART_DAYS)]
+    ids = np.tile(np.arange(1, n + 1, dtype="int64"), len(days))
+    day = np.repeat(np.array(days, dtype="datetime64[D]"), n)
+    columns = {
+        key: ids,
+        "feature_timestamp": pd.to_datetime(day).tz_localize("UTC"),
+        "feature_date": day,
+    }
+    for name in features:
+        columns[name] = (
+            rng.poisson(5, len(ids)).astype("int64")
+            if "_nb_tx_" in name
+            else rng.random(len(ids)) * 100
+        )
+    return pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)
+
+
+def _write_marts(settings: Settings, rng: np.random.Generator) -> None:
+    for name, key, features, n in (
+        ("customer_features", "customer_id", CUSTOMER_FEATURES, CUSTOMERS),
+        ("terminal_features", "terminal_id", TERMINAL_FEATURES, TERMINALS),
+    ):
+        table = _mart(key, features, n, rng)
+        uri = settings.table_uri("marts", name)
+        write_deltalake(uri, table, mode="overwrite", partition_by=["feature_date"])
+
+
+def _sqlite_baseline(settings: Settings, day: dt.date) -> float:
+    """Seconds to write one day's entity rows with plain ``executemany`` (one transaction)."""
+    rows = []
+    for name, key in feature_store.materialize.ENTITY_VIEWS.items():
+        table = feature_store.materialize.mart_table(settings, name).to_pyarrow_table(
+            filters=[("feature_date", "=", day)]
+        )
+        frame = table.drop_columns(["feature_date"]).to_pandas()
+        frame["feature_timestamp"] = frame["feature_timestamp"].astype("int64")
+        rows.append((name, key, list(frame.itertuples(index=False, name=None)), frame.columns))
+    path = settings.home / "baseline.db"
+    path.unlink(missing_ok=True)
+    start = time.perf_counter()
+    with sqlite3.connect(path) as conn:
+        for name, key, data, columns in rows:
+            conn.execute(f"create table {name} ({', '.join(columns)}, primary key ({key}))")
+            marks = ", ".join("?" * len(columns))
+            conn.executemany(f"insert or replace into {name} values ({marks})", data)
+    return time.perf_counter() - start
+
+
+def _materialization(settings: Settings) -> dict[str, float]:
+    store = feature_store.open_store(settings)
+    feature_store.apply_definitions(store, settings)
+    rows = CUSTOMERS + TERMINALS
+    days = [FIRST_DAY + dt.timedelta(days=i) for i in range(MART_DAYS - 3, MART_DAYS)]
+    ours = []
+    for day in days:
+        start = time.perf_counter()
+        feature_store.materialize_days(store, settings, [day])
+        ours.append(time.perf_counter() - start)
+    feast_native = []
+    for day in days[:2]:
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        t0 = time.perf_counter()
+        store.materialize(start_date=start, end_date=start + dt.timedelta(hours=1))
+        feast_native.append(time.perf_counter() - t0)
+    baseline = statistics.median(_sqlite_baseline(settings, d) for d in days)
+    ours_s, native_s = statistics.median(ours), statistics.median(feast_native)
+    return {
+        "materialize_rows": rows,
+        "materialize_s": round(ours_s, 3),
+        "materialize_rows_per_s": round(rows / ours_s),
+        "feast_materialize_s": round(native_s, 3),
+        "feast_materialize_rows_per_s": round(rows / native_s),
+        "sqlite_executemany_s": round(baseline, 4),
+        "sqlite_executemany_rows_per_s": round(rows / baseline),
+        "materialize_ratio_to_sqlite": round(baseline / ours_s, 3),
+        "feast_materialize_ratio_to_sqlite": round(baseline / native_s, 3),
+    }
+
+
+def _percentiles(times: list[float]) -> dict[str, float]:
+    ms = np.array(times) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+    }
+
+
+def _lookups(settings: Settings, label: str) -> dict[str, float]:
+    store = feature_store.open_store(settings)
+    feature_store.apply_definitions(store, settings)
+    last = FIRST_DAY + dt.timedelta(days=MART_DAYS - 1)
+    feature_store.materialize_days(store, settings, [last])
+    online = feature_store.OnlineFeatures(store)
+    rng = np.random.default_rng(1)
+    customers = rng.integers(1, CUSTOMERS + 1, LOOKUPS).tolist()
+    terminals = rng.integers(1, TERMINALS + 1, LOOKUPS).tolist()
+    when = pd.Timestamp(last, tz="UTC") + pd.Timedelta(hours=13)
+    service = store.get_feature_service("fraud_model_v1")
+    timings: dict[str, list[float]] = {
+        "single_view_read": [],
+        "entity_reads": [],
+        "lookup": [],
+        "get_online_features": [],
+    }
+    for c, t in zip(customers, terminals, strict=True):
+        t_single = time.perf_counter()
+        online.entity_values("terminal_features", [t])
+        timings["single_view_read"].append(time.perf_counter() - t_single)
+        t0 = time.perf_counter()
+        online.entity_values("customer_features", [c])
+        online.entity_values("terminal_features", [t])
+        t1 = time.perf_counter()
+        online.lookup([c], [t], [when], [42.0])
+        t2 = time.perf_counter()
+        store.get_online_features(
+            features=service,
+            entity_rows=[
+                {"customer_id": c, "terminal_id": t, "tx_datetime": when, "tx_amount": 42.0}
+            ],
+        ).to_dict()
+        t3 = time.perf_counter()
+        timings["entity_reads"].append(t1 - t0)
+        timings["lookup"].append(t2 - t1)
+        timings["get_online_features"].append(t3 - t2)
+    figures = {}
+    for name, times in timings.items():
+        for stat, value in _percentiles(times).items():
+            figures[f"{label}_{name}_{stat}"] = value
+    return figures
+
+
+def _historical(settings: Settings) -> dict[str, float]:
+    store = feature_store.open_store(settings)
+    feature_store.apply_definitions(store, settings)
+    rng = np.random.default_rng(2)
+    n = int(CUSTOMERS * TX_PER_CUSTOMER_DAY * WINDOW_DAYS)
+    first = pd.Timestamp(FIRST_DAY + dt.timedelta(days=30), tz="UTC")
+    entities = pd.DataFrame(
+        {
+            "transaction_id": np.arange(n, dtype="int64"),
+            "customer_id": rng.integers(1, CUSTOMERS + 1, n),
+            "terminal_id": rng.integers(1, TERMINALS + 1, n),
+            "tx_datetime": first
+            + pd.to_timedelta(rng.integers(0, WINDOW_DAYS * 86_400, n), unit="s"),
+            "tx_amount": rng.random(n) * 100,
+        }
+    )
+    start = time.perf_counter()
+    features = feature_store.historical_features(store, entities)
+    elapsed = time.perf_counter() - start
+    return {
+        "historical_rows": n,
+        "historical_s": round(elapsed, 2),
+        "historical_rows_missing": int(features.isna().any(axis=1).sum()),
+    }
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def main() -> dict:
+    """Run the Feast benchmarks and write var/bench/feast.json."""
+    warnings.filterwarnings("ignore")
+    work = Path(tempfile.mkdtemp(prefix="bench_feast_"))
+    project = f"bench{uuid.uuid4().hex[:8]}"
+    try:
+        settings = get_settings(home=work / "var", feast_project=project)
+        _write_marts(settings, np.random.default_rng(0))
+        figures: dict[str, object] = {"entities": CUSTOMERS + TERMINALS}
+        figures |= _materialization(settings)
+        figures |= _lookups(
+            get_settings(
+                home=work / "lookup", lakehouse_uri=settings.lakehouse_root, feast_project=project
+            ),
+            "sqlite",
+        )
+        if _redis_up():
+            redis_settings = get_settings(
+                home=work / "redis",
+                lakehouse_uri=settings.lakehouse_root,
+                feast_project=project,
+                feast_online_store="redis",
+            )
+            try:
+                figures |= _lookups(redis_settings, "redis")
+            finally:
+                _drop_redis_keys(redis_settings.redis_url, project)
+        figures |= _historical(settings)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for name, value in figures.items():
+        print(f"{name:>45}: {value}")
+    write_figures("feast", figures)
+    return figures
+
+
+def _drop_redis_keys(url: str, project: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"*{project}*", count=1000):
+        client.delete(key)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+{{ delta_mart_config(partition_by='tx_date') }}
+
+-- Every valid transaction with its request-time features and its label as currently known.
+-- The label is known from label_available_at on; rows whose label_available_at is after the
+-- newest ingested report are not labelled yet and must not serve as negatives.
+with
+
+transactions as (
+
+    select * from {{ ref('stg_lakehouse__transactions') }}
+    -- Incremental runs rebuild the days whose labels may have arrived since from_date.
+    where {{ within_lookback('tx_date') }}
+
+),
+
+reports as (
+
+    select * from {{ ref('stg_lakehouse__fraud_reports') }}
+
+),
+
+labelled as (
+
+    select
+        transactions.transaction_id,
+        transactions.tx_datetime,
+        transactions.tx_date,
+        transactions.customer_id,
+        transactions.terminal_id,
+        transactions.tx_amount,
+        -- The session time zone is UTC (profiles.yml), as in ml.features.transaction_features.
+        cast(isodow(transactions.tx_datetime) >= 6 as tinyint) as tx_during_weekend,
+        cast(hour(transactions.tx_datetime) <= 6 as tinyint) as tx_during_night,
+        cast(reports.transaction_id is not null as tinyint) as is_fraud,
+        cast(coalesce(reports.fraud_scenario, 0) as tinyint) as fraud_scenario,
+        transactions.tx_datetime + to_days({{ label_delay_days() }}) as label_available_at,
+
+    from transactions
+    left join reports on reports.transaction_id = transactions.transaction_id
+
+)
+
+select * from labelled

@@ -1,0 +1,96 @@
+{{ delta_mart_config(partition_by='feature_date') }}
+
+-- One row per terminal and as-of day D (feature_timestamp = D 00:00 UTC): over the days
+-- D-delay-w .. D-delay-1 (labels are not known sooner), the terminal's transaction count and
+-- the share of them reported as fraud by D 00:00 (0 when there are none).
+with
+
+terminals as (
+
+    select terminal_id from {{ ref('stg_lakehouse__terminals') }}
+
+),
+
+days as (
+
+    -- Incremental runs only rebuild from from_date + 1, but their windows reach back.
+    select feature_date from {{ ref('int_calendar__as_of_days') }}
+    where {{ within_lookback('feature_date') }}
+
+),
+
+daily as (
+
+    select * from {{ ref('int_terminals__aggregated_daily') }}
+
+),
+
+frauds as (
+
+    select * from {{ ref('int_terminals__frauds_spread_over_windows') }}
+
+),
+
+grid as (
+
+    -- Dense: every terminal on every day, so a window of w rows is a window of w days.
+    select
+        terminals.terminal_id,
+        days.feature_date,
+
+    from terminals
+    cross join days
+
+),
+
+joined as (
+
+    select
+        grid.terminal_id,
+        grid.feature_date,
+        coalesce(daily.nb_tx, 0) as nb_tx,
+
+    from grid
+    left join daily
+        on daily.terminal_id = grid.terminal_id
+        and daily.tx_date = grid.feature_date - {{ label_delay_days() + 1 }}
+
+),
+
+windowed as (
+
+    select
+        terminal_id,
+        feature_date,
+        {% for w in feature_windows() %}
+        {{ trailing_sum('nb_tx', w, 'terminal_id') }} as nb_tx_{{ w }}d,
+        {% endfor %}
+
+    from joined
+
+),
+
+final as (
+
+    select
+        windowed.terminal_id,
+        cast(windowed.feature_date as timestamptz) as feature_timestamp,
+        windowed.feature_date,
+        {% for w in feature_windows() %}
+        cast(windowed.nb_tx_{{ w }}d as bigint) as terminal_id_nb_tx_{{ w }}day_window,
+        case
+            when windowed.nb_tx_{{ w }}d > 0
+                then coalesce(frauds.nb_fraud_{{ w }}day_window, 0) / windowed.nb_tx_{{ w }}d
+            else 0.0
+        end as terminal_id_risk_{{ w }}day_window,
+        {% endfor %}
+
+    from windowed
+    left join frauds
+        on frauds.terminal_id = windowed.terminal_id
+        and frauds.feature_date = windowed.feature_date
+    where {{ is_rebuilt_as_of_day('windowed.feature_date') }}
+
+)
+
+select * from final

@@ -1,0 +1,35 @@
+with
+
+source as (
+
+    select * from {{ source('lakehouse', 'transactions') }}
+
+),
+
+renamed as (
+
+    select
+        cast(transaction_id as bigint) as transaction_id,
+        cast(tx_datetime as timestamptz) as tx_datetime,
+        cast(tx_date as date) as tx_date,
+        cast(customer_id as bigint) as customer_id,
+        cast(terminal_id as bigint) as terminal_id,
+        cast(tx_amount as double) as tx_amount,
+        cast(ingested_at as timestamptz) as ingested_at,
+
+    from source
+
+),
+
+deduplicated as (
+
+    -- Validation rejects duplicates within one day's extract; a transaction landed on two
+    -- days is kept once, from its latest ingestion.
+    select * from renamed
+    qualify row_number() over (
+        partition by transaction_id order by ingested_at desc, tx_date desc
+    ) = 1
+
+)
+
+select * from deduplicated

@@ -1,0 +1,123 @@
+"""Incremental, per-day materialization of the entity feature views into the online store.
+
+Feast's own ``materialize`` reads the whole source for every call and filters it; our marts are
+partitioned by ``feature_date``, so one day is one partition. This path reads exactly that
+partition and writes it through Feast's online store API with Feast's own serialization, then
+records the interval in the Feast registry, which stays the source of truth for what is
+materialized (``feast`` CLI and UI show it). The online store keeps the latest row per entity,
+so days only move forward: a day at or before the latest materialized one is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from deltalake import DeltaTable
+from feast import FeatureStore, FeatureView
+from feast.utils import _convert_arrow_to_proto
+
+from fraudops.settings import Settings
+
+ENTITY_VIEWS = {"customer_features": "customer_id", "terminal_features": "terminal_id"}
+PARTITION = "feature_date"
+# Rows per online write batch: bounded memory, and Redis pipelines of a sensible size.
+WRITE_BATCH_ROWS = 10_000
+
+
+class MartNotFoundError(FileNotFoundError):
+    """A feature mart the feature store reads has not been built yet."""
+
+
+@dataclass
+class MaterializationReport:
+    """What a materialization wrote."""
+
+    days: list[dt.date] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    latest_as_of: dt.datetime | None = None
+
+    @property
+    def entities_written(self) -> int:
+        """Entity rows written over all views and days."""
+        return sum(self.rows.values())
+
+
+def mart_table(settings: Settings, name: str) -> DeltaTable:
+    """The Delta table of ``marts/<name>``, or a clear error when dbt has not built it."""
+    uri = settings.table_uri("marts", name)
+    options = settings.storage_options or None
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
+        raise MartNotFoundError(
+            f"no Delta table at {uri}: build the dbt marts first (Dagster assets "
+            f"marts/{name}, or `dbt build` in dbt_project/)"
+        )
+    return DeltaTable(uri, storage_options=options)
+
+
+def mart_days(settings: Settings, view: str) -> list[dt.date]:
+    """The as-of days (partition values) present in the mart behind ``view``."""
+    table = mart_table(settings, view)
+    values = table.to_pyarrow_table(columns=[PARTITION]).column(PARTITION).unique()
+    return sorted(values.to_pylist())
+
+
+def latest_materialized(store: FeatureStore, view: str) -> dt.datetime | None:
+    """The newest as-of (feature timestamp) of ``view`` in the online store, per the registry."""
+    fv = store.get_feature_view(view)
+    ends = [end for _, end in fv.materialization_intervals]
+    if not ends:
+        return None
+    return max(ends) - fv.ttl
+
+
+def pending_days(store: FeatureStore, settings: Settings) -> list[dt.date]:
+    """Mart days newer than what every entity view has materialized."""
+    days: set[dt.date] = set()
+    for view in ENTITY_VIEWS:
+        latest = latest_materialized(store, view)
+        days |= {d for d in mart_days(settings, view) if latest is None or d > latest.date()}
+    return sorted(days)
+
+
+def _write_day(
+    store: FeatureStore, settings: Settings, fv: FeatureView, key: str, day: dt.date
+) -> int:
+    columns = [key, fv.batch_source.timestamp_field, *[f.name for f in fv.features]]
+    table = mart_table(settings, fv.name).to_pyarrow_table(
+        columns=columns, filters=[(PARTITION, "=", day)]
+    )
+    provider = store._get_provider()
+    join_keys = {key: store.get_entity(fv.entities[0]).value_type}
+    for batch in table.to_batches(max_chunksize=WRITE_BATCH_ROWS):
+        rows = _convert_arrow_to_proto(batch, fv, join_keys)
+        provider.online_write_batch(store.config, fv, rows, progress=None)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    store.registry.apply_materialization(fv, store.project, start, start + fv.ttl)
+    return table.num_rows
+
+
+def materialize_days(
+    store: FeatureStore, settings: Settings, days: list[dt.date]
+) -> MaterializationReport:
+    """Write the mart rows of ``days`` (as-of days) to the online store, oldest first."""
+    report = MaterializationReport()
+    for view, key in ENTITY_VIEWS.items():
+        latest = latest_materialized(store, view)
+        report.rows[view] = 0
+        fv = store.get_feature_view(view)
+        for day in sorted(set(days)):
+            if latest is not None and day <= latest.date():
+                continue
+            report.rows[view] += _write_day(store, settings, fv, key, day)
+            if day not in report.days:
+                report.days.append(day)
+    latest = [latest_materialized(store, v) for v in ENTITY_VIEWS]
+    report.latest_as_of = min(latest) if all(latest) else None
+    report.days.sort()
+    return report
+
+
+def materialize_pending(store: FeatureStore, settings: Settings) -> MaterializationReport:
+    """Incremental materialization: every mart day not yet in the online store."""
+    return materialize_days(store, settings, pending_days(store, settings))

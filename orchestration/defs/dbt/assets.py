@@ -1,0 +1,146 @@
+"""The dbt models as Dagster assets: one translator, dbt tests as asset checks."""
+
+import contextlib
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from deltalake import DeltaTable
+
+from fraudops.settings import Settings
+from orchestration.defs.dbt.resources import dbt_environment
+from orchestration.resources import SettingsResource
+
+LAYERS = ("staging", "intermediate", "marts")
+# dbt sources are the raw tables the lakehouse domain writes (orchestration/defs/lakehouse).
+SOURCE_PREFIX = "lakehouse"
+
+
+class FraudopsDbtTranslator(DagsterDbtTranslator):
+    """Keys ``[layer, model]`` and groups from the dbt folder; sources are the raw assets."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        """``["lakehouse", "raw_<table>"]`` for sources, ``[layer, model]`` for models."""
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([SOURCE_PREFIX, f"raw_{dbt_resource_props['name']}"])
+        return dg.AssetKey([_layer(dbt_resource_props), dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        """The layer folder of the model (staging, intermediate, marts)."""
+        return _layer(dbt_resource_props)
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        """dbt's spec, plus the ``delta`` kind for the marts written to the lakehouse."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.key.path[0] == "marts":
+            spec = spec.merge_attributes(kinds={"delta"})
+        return spec
+
+
+def _layer(dbt_resource_props: Mapping[str, Any]) -> str:
+    fqn = dbt_resource_props.get("fqn", [])
+    layer = fqn[1] if len(fqn) > 2 else ""
+    if layer not in LAYERS:
+        raise ValueError(
+            f"dbt model {dbt_resource_props['name']} is outside models/{{{','.join(LAYERS)}}}: "
+            "put it in one of the layer folders"
+        )
+    return layer
+
+
+def run_first_day(tags: Mapping[str, str]) -> dt.date | None:
+    """The first raw day a run targets (its partition or range start), None if unpartitioned."""
+    key = tags.get(PARTITION_NAME_TAG) or tags.get(ASSET_PARTITION_RANGE_START_TAG)
+    return dt.date.fromisoformat(key) if key else None
+
+
+def dbt_vars(settings: Settings, first_day: dt.date | None) -> dict[str, str]:
+    """dbt ``--vars`` for a run whose first raw day is ``first_day`` (incremental or full)."""
+    # From the first simulated day, a full rebuild is the same work and also drops stale rows.
+    if first_day is None or first_day <= settings.sim_start_date:
+        return {}
+    return {"from_date": first_day.isoformat()}
+
+
+class _LogWriter(io.TextIOBase):
+    """A text stream that forwards each line to a Dagster logger at debug level."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        """Log every complete line written."""
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            if line.strip():
+                self._log.debug(line)
+        return len(text)
+
+
+def _dbt_logs_to_debug(events: Iterable[Any], log: Any) -> Iterator[Any]:
+    """Yield ``events``; dagster-dbt echoes every dbt log line to stdout while producing them,
+    which would drown a terminal: send those lines to the run's debug log instead."""
+    iterator = iter(events)
+    writer = _LogWriter(log)
+    while True:
+        with contextlib.redirect_stdout(writer):
+            event = next(iterator, None)
+        if event is None:
+            return
+        yield event
+
+
+def _mart_metadata(settings: Settings, name: str) -> dict[str, Any]:
+    uri = settings.table_uri("marts", name)
+    table = DeltaTable(uri, storage_options=settings.storage_options or None)
+    # Row counts from the Delta log's file statistics: no data file is read.
+    records = table.get_add_actions(flatten=True).column("num_records").to_pylist()
+    return {
+        "delta_version": table.version(),
+        "dagster/row_count": sum(int(n) for n in records),
+        "table_uri": dg.MetadataValue.path(uri),
+    }
+
+
+def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
+    """All dbt models; a run for a day (or day range) rebuilds the marts from that day on.
+
+    The assets are not partitioned: a run for day X rewrites every mart partition from X on,
+    not one partition, and 12 models x 183 daily partitions would mean thousands of
+    materialization events per run. The run's partition tags decide what to rebuild.
+    """
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=FraudopsDbtTranslator(),
+        name="dbt_models",
+    )
+    def dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource
+    ) -> Iterator[Any]:
+        resolved = settings.get()
+        first_day = run_first_day(context.run.tags)
+        dbt_args = ["build", "--vars", json.dumps(dbt_vars(resolved, first_day))]
+        target = Path(resolved.home) / "dbt" / "target" / context.run.run_id
+        with dbt_environment(resolved):
+            invocation = dbt.cli(dbt_args, context=context, target_path=target)
+        for event in _dbt_logs_to_debug(invocation.stream(), context.log):
+            if isinstance(event, dg.Output):
+                key = context.asset_key_for_output(event.output_name)
+                if key.path[0] == "marts":
+                    extra = _mart_metadata(resolved, key.path[-1])
+                    event = event.with_metadata({**event.metadata, **extra})
+            yield event
+
+    return dbt_models

@@ -1,0 +1,133 @@
+"""The dbt project as Dagster assets: one lineage graph, tests as checks, the daily run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from fraudops.settings import get_settings
+from lakehouse import delta
+from orchestration.defs import dbt as dbt_domain
+from orchestration.defs import lakehouse
+from orchestration.defs.dbt.assets import FraudopsDbtTranslator, dbt_vars, run_first_day
+from orchestration.partitions import daily_partitions
+from orchestration.resources import SettingsResource
+from tests.conftest import settings_env
+from tests.dbt.conftest import copy_home
+
+MARTS = ["customer_features", "terminal_features", "labelled_transactions"]
+
+
+def _definitions() -> dg.Definitions:
+    """The lakehouse and dbt domains wired as orchestration/definitions.py wires them."""
+    partitions = daily_partitions(get_settings())
+    return dg.Definitions.merge(
+        lakehouse.build_defs(partitions),
+        dbt_domain.build_defs(),
+        dg.Definitions(resources={"settings": SettingsResource()}),
+    )
+
+
+def _props(resource_type: str, name: str, fqn: list[str]) -> dict:
+    return {"resource_type": resource_type, "name": name, "fqn": fqn, "unique_id": name}
+
+
+def test_translator_maps_sources_to_raw_assets_and_models_to_their_layer():
+    translator = FraudopsDbtTranslator()
+    source = _props("source", "transactions", ["fraudops", "lakehouse", "transactions"])
+    assert translator.get_asset_key(source) == dg.AssetKey(["lakehouse", "raw_transactions"])
+    model = _props("model", "customer_features", ["fraudops", "marts", "customer_features"])
+    assert translator.get_asset_key(model) == dg.AssetKey(["marts", "customer_features"])
+    assert translator.get_group_name(model) == "marts"
+    stray = _props("model", "orphan", ["fraudops", "adhoc", "orphan"])
+    with pytest.raises(ValueError, match="layer folders"):
+        translator.get_asset_key(stray)
+
+
+def test_runs_from_the_first_day_rebuild_everything_later_ones_are_incremental(tmp_settings):
+    first = tmp_settings.sim_start_date
+    assert dbt_vars(tmp_settings, first) == {}
+    assert dbt_vars(tmp_settings, None) == {}
+    later = first + dt.timedelta(days=9)
+    assert dbt_vars(tmp_settings, later) == {"from_date": later.isoformat()}
+
+
+def test_the_first_day_comes_from_the_partition_or_the_range_start_tag():
+    assert run_first_day({"dagster/partition": "2018-05-02"}) == dt.date(2018, 5, 2)
+    range_tags = {
+        "dagster/asset_partition_range_start": "2018-04-01",
+        "dagster/asset_partition_range_end": "2018-09-30",
+    }
+    assert run_first_day(range_tags) == dt.date(2018, 4, 1)
+    assert run_first_day({}) is None
+
+
+@pytest.fixture
+def daily_home(dbt_lakehouse, tmp_path, monkeypatch):
+    """A built copy of the dbt lakehouse whose last day has not been ingested yet."""
+    settings = copy_home(dbt_lakehouse, tmp_path / "var")
+    last = settings.sim_end_date
+    DeltaTable(settings.table_uri("raw", "transactions")).delete(f"tx_date = '{last}'")
+    DeltaTable(settings.table_uri("raw", "fraud_reports")).delete(f"report_date = '{last}'")
+    for name in ("customer_features", "terminal_features"):
+        uri = settings.table_uri("marts", name)
+        DeltaTable(uri).delete(f"feature_date = '{last + dt.timedelta(days=1)}'")
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)
+    return settings
+
+
+def test_code_location_has_one_lineage_graph_with_dbt_tests_as_checks(daily_home):
+    definitions = _definitions()
+    graph = definitions.resolve_asset_graph()
+    staging = graph.get(dg.AssetKey(["staging", "stg_lakehouse__transactions"]))
+    assert dg.AssetKey(["lakehouse", "raw_transactions"]) in staging.parent_keys
+    for name in MARTS:
+        node = graph.get(dg.AssetKey(["marts", name]))
+        assert node.group_name == "marts"
+        assert "delta" in node.kinds
+    checks = {(c.asset_key.path[-1], c.name) for c in graph.asset_check_keys}
+    assert (
+        "customer_features",
+        "unique_combination_of_columns_customer_features_customer_id__feature_timestamp",
+    ) in checks
+    assert (
+        "terminal_features",
+        "assert_terminal_risk_uses_only_labels_older_than_the_delay",
+    ) in checks
+    assert definitions.resolve_job_def("transform") is not None
+    daily = definitions.resolve_schedule_def("daily_ingest")
+    assert daily.job_name == "daily"
+
+
+def test_daily_job_ingests_the_new_day_then_builds_its_features(daily_home, dbt_lakehouse):
+    last = daily_home.sim_end_date
+    job = _definitions().resolve_job_def("daily")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(partition_key=last.isoformat(), instance=instance)
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        mart_checks = [c for c in checks if c.asset_key.path[0] == "marts"]
+        assert mart_checks and all(c.passed for c in mart_checks)
+        raw = instance.get_latest_materialization_event(
+            dg.AssetKey(["lakehouse", "raw_transactions"])
+        ).asset_materialization
+        assert raw.partition == last.isoformat()
+        materialization = instance.get_latest_materialization_event(
+            dg.AssetKey(["marts", "customer_features"])
+        ).asset_materialization
+        assert materialization.metadata["dagster/row_count"].value == (
+            daily_home.sim_customers * daily_home.sim_days
+        )
+    for name, key in (("customer_features", "customer_id"), ("terminal_features", "terminal_id")):
+        got = delta.read_table(daily_home.table_uri("marts", name)).to_pandas()
+        want = delta.read_table(dbt_lakehouse.table_uri("marts", name)).to_pandas()
+        assert got["feature_date"].max() == last + dt.timedelta(days=1)
+        order = [key, "feature_date"]
+        pd.testing.assert_frame_equal(
+            got.sort_values(order, ignore_index=True), want.sort_values(order, ignore_index=True)
+        )
