@@ -14,7 +14,7 @@ export MLFLOW_ENABLE_TELEMETRY := false
 # The tools of the virtualenv (dbt, feast, dagster, bentoml, mlflow) for every target.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench lint format dev clean
+.PHONY: setup demo test bench lint format dev dbt feast-ui mlflow-ui serve clean
 
 # Re-install only when the dependency list changed.
 $(STAMP): pyproject.toml
@@ -45,6 +45,18 @@ format: setup
 
 dev: setup
 	$(BIN)/dagster dev
+
+dbt: setup
+	cd dbt_project && ../$(BIN)/dbt build
+
+feast-ui: setup
+	eval "$$($(BIN)/python -m ml.feature_store env)" && cd feature_repo && ../$(BIN)/feast ui --port 8888
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(FRAUDOPS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+serve: setup
+	$(BIN)/bentoml serve serving.service:FraudScoring --host 127.0.0.1 --port 3000
 
 clean:
 	rm -rf var

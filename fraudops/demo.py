@@ -55,8 +55,10 @@ def land_source(settings: Settings, say: Say) -> None:
     )
 
 
-def run_job(settings: Settings, job_name: str, say: Say, all_days: bool = True) -> None:
-    """Run a Dagster job on the persistent instance (over every day as one run if ``all_days``)."""
+def run_job(
+    settings: Settings, job_name: str, say: Say, all_days: bool = True, partition: str | None = None
+) -> None:
+    """Run a Dagster job on the persistent instance: all days in one run, one day, or none."""
     import warnings
 
     import dagster as dg
@@ -71,7 +73,8 @@ def run_job(settings: Settings, job_name: str, say: Say, all_days: bool = True) 
     result = job.execute_in_process(
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         instance=dg.DagsterInstance.get(),
-        tags=_range_tags(settings) if all_days else None,
+        tags=_range_tags(settings) if all_days and partition is None else None,
+        partition_key=partition,
     )
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
@@ -140,4 +143,16 @@ def run_demo(settings: Settings, say: Say) -> None:
     say("marts: " + ", ".join(f"{n} {c:,} rows" for n, c in mart_counts(settings).items()))
     say("applying Feast definitions, materializing the online store, checking skew ...")
     run_job(settings, "materialize_features", say, all_days=False)
+    say("retraining: training set from Feast, candidates, evaluation, registry, promotion ...")
+    run_job(settings, "retraining", say, all_days=False)
+    from ml.registry import champion_summary
+
+    say(champion_summary(settings))
+    last_day = settings.sim_end_date.isoformat()
+    say(f"batch scoring {last_day} with the champion into Delta ...")
+    run_job(settings, "batch_scoring", say, partition=last_day)
+    say("starting the scoring service (bentoml serve) and sending the next day's transactions ...")
+    from serving.live import score_live_day
+
+    score_live_day(settings, say)
     say(f"demo finished in {time.perf_counter() - started:.1f} s")

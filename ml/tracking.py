@@ -1,0 +1,160 @@
+"""MLflow set-up and what every training run records: code version, seeds, packages, data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.data.delta_dataset_source import DeltaDatasetSource
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.models.model import ModelInfo
+from mlflow.tracking import MlflowClient
+
+from fraudops.settings import REPO_ROOT, Settings
+from ml.dataset import TrainingData
+from ml.model import ScoringModel, model_input
+from ml.pyfunc import ARTIFACT
+
+ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
+PACKAGES = ("fraudops", "mlflow", "xgboost", "torch", "scikit-learn", "pandas", "numpy")
+
+
+class DeltaSource(DeltaDatasetSource):
+    """MLflow's Delta source, keeping version 0 (MLflow 3.17 drops a falsy version)."""
+
+    def to_dict(self) -> dict[str, object]:
+        """Path and version of the table."""
+        return {**super().to_dict(), "delta_table_version": self._delta_table_version}
+
+
+def _uri(location: str) -> str:
+    return location if "://" in location else Path(location).resolve().as_uri()
+
+
+def store_uri(uri: str) -> str:
+    """The tracking URI with an explicit driver: psycopg 3 for PostgreSQL (no psycopg2 here)."""
+    if uri.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + uri.split("://", 1)[1]
+    return uri
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow at the settings' tracking store and the experiment of the model."""
+    # No telemetry or other network traffic from MLflow on these machines.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    # Progress bars of artifact downloads clutter the demo's and Dagster's logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if settings.tracking_uri.startswith("sqlite:///"):
+        Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    uri = store_uri(settings.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    if client.get_experiment_by_name(settings.model_name) is None:
+        client.create_experiment(
+            settings.model_name, artifact_location=_uri(settings.artifact_root)
+        )
+    mlflow.set_experiment(settings.model_name)
+    return client
+
+
+def run_url(settings: Settings, run_id: str) -> str:
+    """Link to a run in the MLflow UI (``mlflow ui`` on the settings' tracking store)."""
+    run = MlflowClient(store_uri(settings.tracking_uri)).get_run(run_id)
+    ui = settings.mlflow_ui_url.rstrip("/")
+    return f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit, suffixed ``-dirty`` with uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a model depends on."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def run_tags(seed: int) -> dict[str, str]:
+    """Tags every training run carries: code version, seed and package versions."""
+    return {
+        "mlflow.source.git.commit": git_commit(),
+        "seed": str(seed),
+        **{f"package.{k}": v for k, v in package_versions().items()},
+    }
+
+
+@contextmanager
+def _no_integer_hint() -> Iterator[None]:
+    # MLflow hints that integer columns cannot hold missing values: ours never do.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        yield
+
+
+def log_dataset(data: TrainingData, frame: pd.DataFrame, context: str) -> None:
+    """Log a slice of the training set as a run input: Delta table, version and content hash.
+
+    The digest is the content hash of the whole table version; the name carries the slice.
+    """
+    with _no_integer_hint():
+        dataset = mlflow.data.from_pandas(
+            frame,
+            source=DeltaSource(path=data.uri, delta_table_version=data.version),
+            # One name per slice: MLflow merges inputs that share name and digest.
+            name=f"{data.name}[{frame['tx_date'].min()}..{frame['tx_date'].max()}]",
+            digest=data.digest,
+            targets="is_fraud",
+        )
+    mlflow.log_input(dataset, context=context)
+
+
+def log_scoring_model(model: ScoringModel, example: pd.DataFrame, workdir: Path) -> str:
+    """Log ``model`` as a pyfunc with signature and input example; return its model URI."""
+    folder = model.save(workdir / ARTIFACT)
+    example = model_input(example.head(5)).reset_index(drop=True)
+    with _no_integer_hint():
+        signature = infer_signature(example, model.predict_proba(example))
+        info = _log_pyfunc(folder, signature, example)
+    return info.model_uri
+
+
+def _log_pyfunc(folder: Path, signature: ModelSignature, example: pd.DataFrame) -> ModelInfo:
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(ENTRY_POINT),
+        artifacts={ARTIFACT: str(folder)},
+        signature=signature,
+        input_example=example,
+        # Explicit requirements: MLflow's inference would import the model in a subprocess.
+        pip_requirements=[f"{k}=={v}" for k, v in package_versions().items() if k != "fraudops"],
+    )

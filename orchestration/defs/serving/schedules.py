@@ -1,0 +1,15 @@
+"""The batch-scoring job (the daily schedule chaining ingest -> dbt -> Feast -> scoring is
+wired where all those domains meet)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.defs.serving.assets import BATCH_SCORES
+
+
+def build_batch_scoring_job(partitions: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+    """``batch_scoring``: score the selected days with the current champion."""
+    return dg.define_asset_job(
+        "batch_scoring", selection=dg.AssetSelection.assets(BATCH_SCORES), partitions_def=partitions
+    )

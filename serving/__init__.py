@@ -1,0 +1,1 @@
+"""Online and batch scoring: BentoML service, model and feature sources, prediction log."""

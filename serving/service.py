@@ -1,0 +1,133 @@
+"""The BentoML scoring service: ``bentoml serve serving.service:FraudScoring``.
+
+Routes: ``POST /v1/score``, ``POST /v1/score/batch``, ``POST /v1/admin/reload``; BentoML adds
+``GET /healthz``, ``GET /readyz`` (calls :meth:`FraudScoring.__is_ready__`) and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+import bentoml
+from pydantic import ValidationError
+
+from fraudops.settings import get_settings
+from serving.batcher import MicroBatcher
+from serving.guard import GuardMiddleware
+from serving.metrics import ScoringMetrics
+from serving.models import ModelUnavailableError
+from serving.runtime import ScoringRuntime
+from serving.schemas import (
+    BatchScoreRequest,
+    BatchScoreResult,
+    ScoreRequest,
+    ScoreResult,
+    Transaction,
+)
+
+
+def _too_many(field: str, limit: int, actual: int) -> ValidationError:
+    """A 400 in the same JSON shape as every other validation error."""
+    return ValidationError.from_exception_data(
+        "BatchScoreRequest",
+        [
+            {
+                "type": "too_long",
+                "loc": (field,),
+                "input": [],
+                "ctx": {"field_type": "List", "max_length": limit, "actual_length": actual},
+            }
+        ],
+    )
+
+
+def _amount_too_large(index: int | None, limit: float) -> ValidationError:
+    loc = ("transaction", "amount") if index is None else ("transactions", index, "amount")
+    return ValidationError.from_exception_data(
+        "Transaction",
+        [{"type": "less_than_equal", "loc": loc, "input": 0, "ctx": {"le": limit}}],
+    )
+
+
+@bentoml.service(
+    name="fraud_scoring",
+    workers=1,
+    resources={"cpu": "1"},
+    traffic={"timeout": 30, "max_concurrency": 512},
+)
+class FraudScoring:
+    """Online fraud scoring with feature lookup, canary/shadow routing and a prediction log."""
+
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        self.metrics = ScoringMetrics()
+        self.runtime = ScoringRuntime(self.settings, on_reload=self.metrics.set_versions)
+        self.metrics.set_versions(self.runtime.models.versions())
+        self.batcher = MicroBatcher(self._score_now, self.settings.serving_max_batch)
+
+    def _check_amounts(self, transactions: list[Transaction], single: bool) -> None:
+        limit = self.settings.serving_max_amount
+        for i, tx in enumerate(transactions):
+            if tx.amount > limit:
+                raise _amount_too_large(None if single else i, limit)
+
+    def _score_now(
+        self, transactions: Sequence[Transaction], started: Sequence[float] | float
+    ) -> list[ScoreResult]:
+        scored = self.runtime.score(transactions, started)
+        rows = scored.log_rows
+        self.metrics.count(rows["decision"], rows["served_by"], rows["degraded"])
+        return scored.results
+
+    async def _guarded(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except ModelUnavailableError as exc:
+            raise bentoml.exceptions.ServiceUnavailable(str(exc)) from exc
+
+    @bentoml.api(route="/v1/score", input_spec=ScoreRequest, output_spec=ScoreResult)
+    async def score(self, transaction: Transaction) -> ScoreResult:
+        """Score one transaction (concurrent requests share a micro-batch)."""
+        started = time.perf_counter()
+        self._check_amounts([transaction], single=True)
+        return await self._guarded(self.batcher.submit(transaction, started))
+
+    @bentoml.api(
+        route="/v1/score/batch", input_spec=BatchScoreRequest, output_spec=BatchScoreResult
+    )
+    async def score_batch(self, transactions: list[Transaction]) -> BatchScoreResult:
+        """Score up to ``serving_max_batch`` transactions; results in input order."""
+        started = time.perf_counter()
+        limit = self.settings.serving_max_batch
+        if len(transactions) > limit:
+            raise _too_many("transactions", limit, len(transactions))
+        self._check_amounts(transactions, single=False)
+        # On the event-loop thread, like the micro-batches (serving/batcher.py says why).
+        try:
+            return BatchScoreResult(results=self._score_now(transactions, started))
+        except ModelUnavailableError as exc:
+            raise bentoml.exceptions.ServiceUnavailable(str(exc)) from exc
+
+    @bentoml.api(route="/v1/admin/reload")
+    async def reload(self) -> dict[str, dict[str, str]]:
+        """Re-read the registry aliases now (they are also polled periodically)."""
+        try:
+            changed = await asyncio.to_thread(self.runtime.reload)
+        except Exception as exc:  # registry unreachable: say so, keep serving the loaded models
+            raise bentoml.exceptions.ServiceUnavailable(f"registry not reachable: {exc}") from exc
+        return {"changed": changed, "serving": self.runtime.models.versions()}
+
+    async def __is_ready__(self) -> bool:
+        """Ready when a champion is loaded and the online store answers."""
+        return await asyncio.to_thread(self.runtime.ready)
+
+    @bentoml.on_shutdown
+    def flush_prediction_log(self) -> None:
+        """Graceful shutdown: write every queued prediction-log row."""
+        self.runtime.close()
+
+
+FraudScoring.add_asgi_middleware(GuardMiddleware)

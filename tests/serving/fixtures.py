@@ -1,0 +1,230 @@
+"""Real neighbours for the tests: tiny models in an MLflow registry, a Feast repo, a server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from fraudops.settings import Settings
+from lakehouse.delta import read_table
+from ml.features import (
+    CUSTOMER_FEATURES,
+    FEATURE_COLUMNS,
+    TERMINAL_FEATURES,
+    as_of_timestamps,
+    customer_features,
+    terminal_features,
+    transaction_features,
+)
+from serving.process import SERVICE, ServiceProcess, free_port
+
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+MODEL_NAME = "fraud_detector"
+
+
+@dataclass
+class TinyWorld:
+    """Reference features of the tiny lakehouse, computed with ml/features.py."""
+
+    transactions: pd.DataFrame
+    customer_features: pd.DataFrame
+    terminal_features: pd.DataFrame
+    training: pd.DataFrame
+    last_as_of: pd.Timestamp
+
+
+def _ns(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series, utc=True).astype("datetime64[ns, UTC]")
+
+
+def build_world(settings: Settings) -> TinyWorld:
+    """Features for every day of the tiny simulation and a labelled training frame."""
+    tx = read_table(settings.table_uri("raw", "transactions")).to_pandas()
+    reports = read_table(settings.table_uri("raw", "fraud_reports")).to_pandas()
+    tx["tx_datetime"] = _ns(tx["tx_datetime"])
+    reports["reported_at"] = _ns(reports["reported_at"])
+    customers = read_table(settings.table_uri("raw", "customers"), ["customer_id"]).to_pandas()
+    terminals = read_table(settings.table_uri("raw", "terminals"), ["terminal_id"]).to_pandas()
+    as_of = as_of_timestamps(settings.sim_start_date, settings.sim_end_date)
+    cf = customer_features(tx, customers["customer_id"], as_of)
+    tf = terminal_features(tx, reports, terminals["terminal_id"], as_of, settings.label_delay_days)
+    cf["feature_timestamp"] = _ns(cf["feature_timestamp"])
+    tf["feature_timestamp"] = _ns(tf["feature_timestamp"])
+    frame = tx.assign(feature_timestamp=tx["tx_datetime"].dt.floor("D"))
+    frame = frame.merge(cf, on=["customer_id", "feature_timestamp"]).merge(
+        tf, on=["terminal_id", "feature_timestamp"]
+    )
+    request = transaction_features(frame["tx_datetime"], frame["tx_amount"])
+    frame = pd.concat([frame.drop(columns=["tx_amount"]), request], axis=1)
+    frame["is_fraud"] = frame["transaction_id"].isin(reports["transaction_id"]).astype("int8")
+    return TinyWorld(tx, cf, tf, frame, max(as_of))
+
+
+def train_pipeline(training: pd.DataFrame, c: float):
+    """A scaled logistic regression on the 15 features (``c`` makes versions differ)."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+    return model.fit(training[FEATURE_COLUMNS], training["is_fraud"])
+
+
+def register_versions(tracking_uri: str, root: Path, world: TinyWorld, cs: list[float]) -> None:
+    """Register one pyfunc version per regularisation strength (versions 1, 2, ...)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    # An explicit artifact root: MLflow's default is ./mlruns in the working directory.
+    client = mlflow.MlflowClient(tracking_uri, tracking_uri)
+    name = f"serving-tests-{root.name}"
+    if client.get_experiment_by_name(name) is None:
+        client.create_experiment(name, artifact_location=(root / "artifacts").as_uri())
+    experiment = mlflow.set_experiment(name)
+    example = world.training[FEATURE_COLUMNS].head(3)
+    for c in cs:
+        path = root / f"pipeline_c{c}.joblib"
+        joblib.dump(train_pipeline(world.training, c), path)
+        with mlflow.start_run(experiment_id=experiment.experiment_id):
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE),
+                artifacts={"pipeline": str(path)},
+                input_example=example,
+                registered_model_name=MODEL_NAME,
+            )
+
+
+def set_alias(tracking_uri: str, alias: str, version: int) -> None:
+    """Point a registry alias at a version."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri, tracking_uri).set_registered_model_alias(
+        MODEL_NAME, alias, str(version)
+    )
+
+
+def load_version(tracking_uri: str, version: str):
+    """The registered pyfunc of ``version``."""
+    import mlflow.pyfunc
+
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
+
+
+def build_feast_repo(
+    repo: Path, world: TinyWorld, online_store: dict[str, object] | None = None
+) -> Path:
+    """A Feast repo with both feature views and the latest day written to the online store."""
+    import yaml
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource
+    from feast.types import Float64, Int64
+
+    repo.mkdir(parents=True, exist_ok=True)
+    online = online_store or {"type": "sqlite", "path": str(repo / "online.db")}
+    config = {
+        "project": "serving_tests",
+        "registry": str(repo / "registry.db"),
+        "provider": "local",
+        "online_store": online,
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    latest = {
+        "customer": world.customer_features[
+            world.customer_features["feature_timestamp"] == world.last_as_of
+        ],
+        "terminal": world.terminal_features[
+            world.terminal_features["feature_timestamp"] == world.last_as_of
+        ],
+    }
+    objects, views = [], {}
+    for entity_name, features in (("customer", CUSTOMER_FEATURES), ("terminal", TERMINAL_FEATURES)):
+        key = f"{entity_name}_id"
+        path = repo / f"{entity_name}_features.parquet"
+        latest[entity_name].to_parquet(path)
+        entity = Entity(name=entity_name, join_keys=[key])
+        view = FeatureView(
+            name=f"{entity_name}_features",
+            entities=[entity],
+            ttl=dt.timedelta(days=1),  # as feature_repo/: a row serves the day it starts
+            schema=[Field(name=f, dtype=Int64 if "nb_tx" in f else Float64) for f in features],
+            source=FileSource(path=str(path), timestamp_field="feature_timestamp"),
+        )
+        objects += [entity, view]
+        views[view.name] = latest[entity_name]
+    store = FeatureStore(repo_path=str(repo))
+    if online.get("type") == "sqlite":
+        store.apply(objects)
+        for name, frame in views.items():
+            store.write_to_online_store(name, frame)
+    else:
+        store.apply(objects)
+    return repo
+
+
+def server_process(env: dict[str, str], service: str = SERVICE) -> ServiceProcess:
+    """A service process whose log lands in its own home."""
+    port = free_port()
+    log_path = Path(env["FRAUDOPS_HOME"]) / f"server-{port}.log"
+    return ServiceProcess(env, log_path, service=service, port=port)
+
+
+def service_env(home: Path, tracking_uri: str, repo: Path, **settings: object) -> dict[str, str]:
+    """Environment of a service process: its own home, registry and feature repo."""
+    env = {
+        "FRAUDOPS_HOME": str(home),
+        "FRAUDOPS_MLFLOW_TRACKING_URI": tracking_uri,
+        "FRAUDOPS_SERVING_FEATURE_REPO": str(repo),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    for key, value in settings.items():
+        env[f"FRAUDOPS_{key.upper()}"] = value if isinstance(value, str) else _json(value)
+    return env
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def transaction(tx_id: str, customer: int, terminal: int, amount: float, when: str) -> dict:
+    """A request transaction."""
+    return {
+        "transaction_id": tx_id,
+        "customer_id": customer,
+        "terminal_id": terminal,
+        "amount": amount,
+        "timestamp": when,
+    }
+
+
+def expected_inputs(world: TinyWorld, rows: list[dict]) -> pd.DataFrame:
+    """The 15 model inputs the reference definitions give the request transactions."""
+    frame = pd.DataFrame(rows)
+    ts = pd.to_datetime(frame["timestamp"], utc=True)
+    request = transaction_features(ts, frame["amount"])
+    asof = _ns(ts.dt.floor("D"))
+    cf = world.customer_features.set_index(["customer_id", "feature_timestamp"])
+    tf = world.terminal_features.set_index(["terminal_id", "feature_timestamp"])
+    c = cf.loc[list(zip(frame["customer_id"], asof, strict=True)), CUSTOMER_FEATURES]
+    t = tf.loc[list(zip(frame["terminal_id"], asof, strict=True)), TERMINAL_FEATURES]
+    inputs = pd.concat(
+        [request.reset_index(drop=True), c.reset_index(drop=True), t.reset_index(drop=True)],
+        axis=1,
+    )
+    return inputs[FEATURE_COLUMNS].astype("float64")
+
+
+def as_array(values) -> np.ndarray:
+    """A flat float array."""
+    return np.asarray(values, dtype="float64").reshape(-1)
