@@ -68,6 +68,8 @@ def run_job(
     # Beta/preview notices are for authors of definitions, not for users of the demo.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     started = time.perf_counter()
     job = build_definitions().resolve_job_def(job_name)
     result = job.execute_in_process(

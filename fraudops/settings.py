@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     serving_mode: Literal["champion", "canary", "shadow"] = "champion"
     serving_canary_share: float = 0.1
     serving_feature_timeout_ms: float = 50.0
+    # A batch lookup gets this much more per row (a 1,000-row batch: 50 + 500 ms).
+    serving_feature_timeout_per_row_ms: float = 0.5
     serving_feature_retry_s: float = 2.0
     serving_feature_repo: Path | None = None
     serving_reload_interval_s: float = 10.0

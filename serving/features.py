@@ -28,6 +28,8 @@ from ml.features import CUSTOMER_FEATURES, TERMINAL_FEATURES
 log = logging.getLogger(__name__)
 
 ENTITY_FEATURES = [*CUSTOMER_FEATURES, *TERMINAL_FEATURES]
+# A few threads: a hung lookup occupies one until the client's own timeout frees it.
+LOOKUP_THREADS = 4
 
 
 class FeatureSourceError(RuntimeError):
@@ -139,14 +141,22 @@ def fallback_values(n: int) -> np.ndarray:
 class GuardedFeatures:
     """Wraps a source with a timeout, a pause after failures and the documented fallback."""
 
-    def __init__(self, source: FeatureSource | None, timeout_s: float, retry_s: float) -> None:
+    def __init__(
+        self,
+        source: FeatureSource | None,
+        timeout_s: float,
+        retry_s: float,
+        per_row_s: float = 0.0,
+    ) -> None:
         self.source = source
         self.timeout_s = timeout_s
+        self.per_row_s = per_row_s
         self.retry_s = retry_s
         self._down_until = 0.0
         self._lock = threading.Lock()
-        # A few threads: a hung lookup occupies one until the client's own timeout frees it.
-        self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="feature-lookup")
+        self._pool = cf.ThreadPoolExecutor(
+            max_workers=LOOKUP_THREADS, thread_name_prefix="feature-lookup"
+        )
 
     def _mark_down(self) -> None:
         with self._lock:
@@ -161,10 +171,11 @@ class GuardedFeatures:
         frame = None
         if error is None:
             future = self._pool.submit(self.source.lookup, customer_ids, terminal_ids, when)
+            timeout = self.timeout_s + n * self.per_row_s
             try:
-                frame = future.result(timeout=self.timeout_s)
+                frame = future.result(timeout=timeout)
             except cf.TimeoutError:
-                error = f"feature lookup timed out after {self.timeout_s * 1000:.0f} ms"
+                error = f"feature lookup of {n} rows timed out after {timeout * 1000:.0f} ms"
             except Exception as exc:
                 error = str(exc)
             if error is not None:
@@ -188,12 +199,19 @@ class GuardedFeatures:
         return None
 
     def warm_up(self) -> None:
-        """One untimed lookup so that the store loads its registry before the first request."""
-        if self.source is not None:
+        """Untimed lookups on every pool thread, so no request pays for opening connections."""
+        if self.source is None:
+            return
+        when = pd.Series([pd.Timestamp.now(tz="UTC")])
+        futures = [
+            self._pool.submit(self.source.lookup, [1], [1], when) for _ in range(LOOKUP_THREADS)
+        ]
+        for future in futures:
             try:
-                self.source.ping()
+                future.result()
             except Exception as exc:
                 log.warning("feature store warm-up failed (requests will be degraded): %s", exc)
+                return
 
     def ready(self) -> bool:
         """Whether the store answers right now (within the timeout)."""

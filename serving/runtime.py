@@ -33,7 +33,10 @@ class ScoringRuntime:
             log.error("no online feature store, scoring in degraded mode: %s", exc)
             source = None
         self.features = GuardedFeatures(
-            source, settings.serving_feature_timeout_ms / 1000.0, settings.serving_feature_retry_s
+            source,
+            settings.serving_feature_timeout_ms / 1000.0,
+            settings.serving_feature_retry_s,
+            settings.serving_feature_timeout_per_row_ms / 1000.0,
         )
         self.features.warm_up()
         self.scorer = Scorer(settings, self.models, self.features)

@@ -5,7 +5,9 @@ partitioned by ``feature_date``, so one day is one partition. This path reads ex
 partition and writes it through Feast's online store API with Feast's own serialization, then
 records the interval in the Feast registry, which stays the source of truth for what is
 materialized (``feast`` CLI and UI show it). The online store keeps the latest row per entity,
-so days only move forward: a day at or before the latest materialized one is skipped.
+so days only move forward: a day at or before the latest materialized one is skipped, and of a
+backfill only the days still inside the views' TTL of the newest day are written (the marts
+hold a row per entity and day, so older rows would be overwritten and already expired).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def pending_days(store: FeatureStore, settings: Settings) -> list[dt.date]:
 def _write_day(
     store: FeatureStore, settings: Settings, fv: FeatureView, key: str, day: dt.date
 ) -> int:
+    """Write one as-of day of ``fv`` to the online store; the number of entity rows."""
     columns = [key, fv.batch_source.timestamp_field, *[f.name for f in fv.features]]
     table = mart_table(settings, fv.name).to_pyarrow_table(
         columns=columns, filters=[(PARTITION, "=", day)]
@@ -92,9 +95,11 @@ def _write_day(
     for batch in table.to_batches(max_chunksize=WRITE_BATCH_ROWS):
         rows = _convert_arrow_to_proto(batch, fv, join_keys)
         provider.online_write_batch(store.config, fv, rows, progress=None)
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    store.registry.apply_materialization(fv, store.project, start, start + fv.ttl)
     return table.num_rows
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
 def materialize_days(
@@ -104,14 +109,17 @@ def materialize_days(
     report = MaterializationReport()
     for view, key in ENTITY_VIEWS.items():
         latest = latest_materialized(store, view)
+        todo = sorted(d for d in set(days) if latest is None or d > latest.date())
         report.rows[view] = 0
+        if not todo:
+            continue
         fv = store.get_feature_view(view)
-        for day in sorted(set(days)):
-            if latest is not None and day <= latest.date():
-                continue
-            report.rows[view] += _write_day(store, settings, fv, key, day)
-            if day not in report.days:
-                report.days.append(day)
+        newest = _midnight(todo[-1])
+        for day in todo:
+            if _midnight(day) + fv.ttl > newest:
+                report.rows[view] += _write_day(store, settings, fv, key, day)
+        store.registry.apply_materialization(fv, store.project, _midnight(todo[0]), newest + fv.ttl)
+        report.days.extend(d for d in todo if d not in report.days)
     latest = [latest_materialized(store, v) for v in ENTITY_VIEWS]
     report.latest_as_of = min(latest) if all(latest) else None
     report.days.sort()

@@ -10,7 +10,7 @@ from orchestration.defs.lakehouse.schedules import build_daily_schedule, build_i
 
 def build_defs(partitions: dg.PartitionsDefinition) -> dg.Definitions:
     """Definitions of the lakehouse domain."""
-    job = build_ingest_job(partitions)
+    job = build_ingest_job()
     return dg.Definitions(
         assets=build_assets(partitions),
         jobs=[job],

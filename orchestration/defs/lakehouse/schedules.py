@@ -10,12 +10,11 @@ DAILY_JOB = "daily"
 TRANSFORM_SELECTION = dg.AssetSelection.key_prefixes(["staging"], ["intermediate"], ["marts"])
 
 
-def build_ingest_job(partitions: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+def build_ingest_job() -> dg.UnresolvedAssetJobDefinition:
     """Ingest master data and both feeds for the targeted days, in one run."""
     return dg.define_asset_job(
         INGEST_JOB,
         selection=dg.AssetSelection.groups("lakehouse"),
-        partitions_def=partitions,
         description="Land, validate and write the raw Delta tables for a day or a range of days.",
     )
 

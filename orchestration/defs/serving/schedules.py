@@ -8,8 +8,6 @@ import dagster as dg
 from orchestration.defs.serving.assets import BATCH_SCORES
 
 
-def build_batch_scoring_job(partitions: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+def build_batch_scoring_job() -> dg.UnresolvedAssetJobDefinition:
     """``batch_scoring``: score the selected days with the current champion."""
-    return dg.define_asset_job(
-        "batch_scoring", selection=dg.AssetSelection.assets(BATCH_SCORES), partitions_def=partitions
-    )
+    return dg.define_asset_job("batch_scoring", selection=dg.AssetSelection.assets(BATCH_SCORES))
