@@ -8,6 +8,4 @@ from orchestration.defs.serving.schedules import build_batch_scoring_job
 
 def build_defs(partitions: dg.PartitionsDefinition) -> dg.Definitions:
     """Definitions of the serving domain."""
-    return dg.Definitions(
-        assets=build_assets(partitions), jobs=[build_batch_scoring_job()]
-    )
+    return dg.Definitions(assets=build_assets(partitions), jobs=[build_batch_scoring_job()])
