@@ -12,10 +12,10 @@ from ml.dataset import load_training_set
 from ml.gate import run_gate
 from ml.pipeline import KEY_METRICS, Candidate, Evaluation, evaluate_candidates, train_candidate
 from ml.registry import register_candidates
+from orchestration.defs.features.assets import TRAINING_SET
 from orchestration.resources import SettingsResource
 
 GROUP = "ml"
-TRAINING_SET = dg.AssetKey(["features", "training_set"])
 XGBOOST_CANDIDATE = dg.AssetKey(["ml", "xgboost_candidate"])
 TORCH_CANDIDATE = dg.AssetKey(["ml", "torch_candidate"])
 MODEL_EVALUATION = dg.AssetKey(["ml", "model_evaluation"])
