@@ -94,6 +94,15 @@ def _summary(latencies: list[float], errors: int, elapsed: float, items: int) ->
     }
 
 
+async def _post_ok(client: httpx.AsyncClient, url: str, body: dict) -> bool:
+    """POST ``body``; whether the service answered 200 (transport errors count as failures)."""
+    try:
+        answer = await client.post(url, json=body, headers=HEADERS)
+    except httpx.HTTPError:
+        return False
+    return answer.status_code == 200
+
+
 async def _closed_loop(
     url: str, bodies: list[dict], concurrency: int, seconds: float, per_request: int = 1
 ) -> dict:
@@ -111,12 +120,7 @@ async def _closed_loop(
             else:
                 body = {"transactions": bodies}
             started = time.perf_counter()
-            try:
-                answer = await client.post(url, json=body, headers=HEADERS)
-                ok = answer.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
+            if await _post_ok(client, url, body):
                 latencies.append(time.perf_counter() - started)
             else:
                 errors += 1
@@ -138,12 +142,7 @@ async def _open_loop(url: str, bodies: list[dict], rate: float, seconds: float) 
     async def one(client: httpx.AsyncClient, scheduled: float, body: dict) -> None:
         nonlocal errors
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        try:
-            answer = await client.post(url, json={"transaction": body}, headers=HEADERS)
-            ok = answer.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        if ok:
+        if await _post_ok(client, url, {"transaction": body}):
             latencies.append(time.perf_counter() - scheduled)
         else:
             errors += 1

@@ -54,14 +54,6 @@ def tiny_lakehouse(tmp_path_factory) -> Lakehouse:
     return lakehouse
 
 
-@pytest.fixture
-def tiny_env(tiny_lakehouse, monkeypatch) -> Settings:
-    """Point the environment (and so Dagster's settings) at the tiny lakehouse."""
-    for key, value in settings_env(tiny_lakehouse.settings).items():
-        monkeypatch.setenv(key, value)
-    return tiny_lakehouse.settings
-
-
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

@@ -12,16 +12,15 @@ from dagster._core.storage.tags import (
 from fraudops.settings import get_settings
 from lakehouse import delta
 from orchestration.definitions import build_definitions, defs
+from tests.conftest import settings_env
 
 RAW = ["raw_transactions", "raw_fraud_reports", "raw_customers", "raw_terminals"]
 
 
 @pytest.fixture
 def tiny_home(tmp_settings, monkeypatch):
-    monkeypatch.setenv("FRAUDOPS_HOME", str(tmp_settings.home))
-    monkeypatch.setenv("FRAUDOPS_SIM_CUSTOMERS", str(tmp_settings.sim_customers))
-    monkeypatch.setenv("FRAUDOPS_SIM_TERMINALS", str(tmp_settings.sim_terminals))
-    monkeypatch.setenv("FRAUDOPS_SIM_DAYS", str(tmp_settings.sim_days))
+    for key, value in settings_env(tmp_settings).items():
+        monkeypatch.setenv(key, value)
     return get_settings()
 
 
