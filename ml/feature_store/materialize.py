@@ -2,17 +2,28 @@
 
 Feast's own ``materialize`` reads the whole source for every call and filters it; our marts are
 partitioned by ``feature_date``, so one day is one partition. This path reads exactly that
-partition and writes it through Feast's online store API with Feast's own serialization, then
-records the interval in the Feast registry, which stays the source of truth for what is
-materialized (``feast`` CLI and UI show it). The online store keeps the latest row per entity,
-so days only move forward: a day at or before the latest materialized one is skipped, and of a
-backfill only the days still inside the views' TTL of the newest day are written (the marts
-hold a row per entity and day, so older rows would be overwritten and already expired).
+partition, writes it into Feast's online store in Feast's exact format, then records the
+interval in the Feast registry, which stays the source of truth for what is materialized
+(``feast`` CLI and UI show it). The online store keeps the latest row per entity, so days only
+move forward: a day at or before the latest materialized one is skipped, and of a backfill only
+the days still inside the views' TTL of the newest day are written (the marts hold a row per
+entity and day, so older rows would be overwritten and already expired).
+
+Writing: Feast's SQLite and Redis stores serialize one protobuf per value and write one row per
+entity and feature (SQLite) or one hash per entity (Redis) in Python loops. For those two stores
+``online_codec`` encodes whole batches with numpy (entity keys, ``ValueProto`` bytes, value
+texts; sample rows checked against Feast's serializers) and ``sqlite_writer`` / ``redis_writer``
+write them in bulk: the same bytes Feast writes, read back by Feast's ``online_read`` and
+``get_online_features`` (tests/features/test_online_writers.py). Anything outside that scope
+(another store, a vector or OpenAI-compatible SQLite store, another key serialization, other
+value types, null keys) goes through Feast's ``_convert_arrow_to_proto`` and
+``online_write_batch`` unchanged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from deltalake import DeltaTable
@@ -20,6 +31,8 @@ from feast import FeatureStore, FeatureView
 from feast.utils import _convert_arrow_to_proto
 
 from fraudops.settings import Settings
+from ml.feature_store import redis_writer, sqlite_writer
+from ml.feature_store.online_codec import encode_batch
 
 ENTITY_VIEWS = {"customer_features": "customer_id", "terminal_features": "terminal_id"}
 PARTITION = "feature_date"
@@ -82,6 +95,24 @@ def pending_days(store: FeatureStore, settings: Settings) -> list[dt.date]:
     return sorted(days)
 
 
+def _feast_write(store: FeatureStore, fv: FeatureView, key: str, batches: list) -> None:
+    """Write batches with Feast's own conversion and online store (the reference path)."""
+    provider = store._get_provider()
+    join_keys = {key: store.get_entity(fv.entities[0]).value_type}
+    for batch in batches:
+        rows = _convert_arrow_to_proto(batch, fv, join_keys)
+        provider.online_write_batch(store.config, fv, rows, progress=None)
+
+
+def _bulk_writer(store: FeatureStore) -> Callable | None:
+    """The bulk writer of the store's online format, or ``None`` (use Feast's path)."""
+    if sqlite_writer.supports(store):
+        return sqlite_writer.write
+    if redis_writer.supports(store):
+        return redis_writer.write
+    return None
+
+
 def _write_day(
     store: FeatureStore, settings: Settings, fv: FeatureView, key: str, day: dt.date
 ) -> int:
@@ -90,11 +121,17 @@ def _write_day(
     table = mart_table(settings, fv.name).to_pyarrow_table(
         columns=columns, filters=[(PARTITION, "=", day)]
     )
-    provider = store._get_provider()
-    join_keys = {key: store.get_entity(fv.entities[0]).value_type}
-    for batch in table.to_batches(max_chunksize=WRITE_BATCH_ROWS):
-        rows = _convert_arrow_to_proto(batch, fv, join_keys)
-        provider.online_write_batch(store.config, fv, rows, progress=None)
+    batches = table.to_batches(max_chunksize=WRITE_BATCH_ROWS)
+    writer = _bulk_writer(store)
+    if writer is not None:
+        key_type = store.get_entity(fv.entities[0]).value_type
+        version = store.config.entity_key_serialization_version
+        encoded = [encode_batch(b, fv, key, key_type, version) for b in batches]
+        # All or nothing: a day is written by one path, never half by each.
+        if all(e is not None for e in encoded):
+            writer(store, fv, encoded)
+            return table.num_rows
+    _feast_write(store, fv, key, batches)
     return table.num_rows
 
 
