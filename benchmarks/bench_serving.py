@@ -10,14 +10,14 @@ concurrency 8 and at least half the echo service's; p99 <= 50 ms at 200 requests
 errors; >= 20,000 transactions/s in batches.
 
 The sandbox is built like the serving tests': the tiny simulated lakehouse, reference
-features from ml/features.py in a SQLite Feast online store, a scaled logistic-regression
-pyfunc as champion in a SQLite MLflow registry. ``--seconds`` shortens every phase.
+features from ml/features.py in a SQLite Feast online store, and as champion in a SQLite MLflow
+registry the production model type (an XGBoost ScoringModel pyfunc, trained on the tiny data).
+``--seconds`` shortens every phase.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
@@ -27,10 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
+import uvloop
 
 from benchmarks.common import write_figures
+from benchmarks.loadgen import closed_loop, encode_post, open_loop
 from fraudops.settings import get_settings
 from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
 from tests.serving import fixtures as fx
@@ -50,7 +51,7 @@ def _sandbox(root: Path) -> tuple[dict[str, str], fx.TinyWorld]:
         ingest_feed(lakehouse, feed, days)
     world = fx.build_world(settings)
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    fx.register_versions(uri, root, world, [1.0])
+    fx.register_scoring_model(uri, root, world)
     fx.set_alias(uri, "champion", 1)
     repo = fx.build_feast_repo(root / "feast", world)
     env = fx.service_env(
@@ -81,88 +82,6 @@ def _bodies(world: fx.TinyWorld, n: int) -> list[dict]:
     ]
 
 
-def _summary(latencies: list[float], errors: int, elapsed: float, items: int) -> dict:
-    ms = np.array(latencies) * 1000.0 if latencies else np.array([np.nan])
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "throughput_rps": round(len(latencies) / elapsed, 1),
-        "items_per_s": round(items / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p95_ms": round(float(np.percentile(ms, 95)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
-    }
-
-
-async def _post_ok(client: httpx.AsyncClient, url: str, body: dict) -> bool:
-    """POST ``body``; whether the service answered 200 (transport errors count as failures)."""
-    try:
-        answer = await client.post(url, json=body, headers=HEADERS)
-    except httpx.HTTPError:
-        return False
-    return answer.status_code == 200
-
-
-async def _closed_loop(
-    url: str, bodies: list[dict], concurrency: int, seconds: float, per_request: int = 1
-) -> dict:
-    latencies: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async def client_loop(client: httpx.AsyncClient, worker: int) -> None:
-        nonlocal errors
-        i = worker
-        while time.perf_counter() < stop:
-            if per_request == 1:
-                body = {"transaction": bodies[i % len(bodies)]}
-            else:
-                body = {"transactions": bodies}
-            started = time.perf_counter()
-            if await _post_ok(client, url, body):
-                latencies.append(time.perf_counter() - started)
-            else:
-                errors += 1
-            i += concurrency
-
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client, w) for w in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return _summary(latencies, errors, elapsed, len(latencies) * per_request)
-
-
-async def _open_loop(url: str, bodies: list[dict], rate: float, seconds: float) -> dict:
-    latencies: list[float] = []
-    errors = 0
-    n = int(rate * seconds)
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-
-    async def one(client: httpx.AsyncClient, scheduled: float, body: dict) -> None:
-        nonlocal errors
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        if await _post_ok(client, url, {"transaction": body}):
-            latencies.append(time.perf_counter() - scheduled)
-        else:
-            errors += 1
-
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        start = time.perf_counter() + 0.2
-        tasks = [
-            asyncio.create_task(one(client, start + i / rate, bodies[i % len(bodies)]))
-            for i in range(n)
-        ]
-        # Bounded in time: what an overloaded service has not answered 10 s after the last
-        # scheduled send counts as an error.
-        _, unfinished = await asyncio.wait(tasks, timeout=seconds + 10.2)
-        for task in unfinished:
-            task.cancel()
-        elapsed = time.perf_counter() - start
-    errors += len(unfinished)
-    return {**_summary(latencies, errors, elapsed, len(latencies)), "offered_rps": rate}
-
-
 def _in_process_p50(env: dict[str, str], bodies: list[dict]) -> float:
     from serving.runtime import ScoringRuntime
     from serving.schemas import ScoreRequest
@@ -188,7 +107,7 @@ def _in_process_p50(env: dict[str, str], bodies: list[dict]) -> float:
 
 
 def _record(figures: dict, name: str, phase) -> None:
-    figures[name] = asyncio.run(phase)
+    figures[name] = uvloop.run(phase)
     print(f"{name}: {figures[name]}", flush=True)
 
 
@@ -201,6 +120,10 @@ def main(seconds: float = 20.0) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _requests(url: str, bodies: list[dict]) -> list[bytes]:
+    return [encode_post(url, {"transaction": body}, HEADERS) for body in bodies]
+
+
 def _run(root: Path, seconds: float) -> dict:
     env, world = _sandbox(root)
     bodies = _bodies(world, 5_000)
@@ -211,22 +134,23 @@ def _run(root: Path, seconds: float) -> dict:
         "load_average_at_start": os.getloadavg(),
     }
     figures["in_process_lookup_predict_p50_ms"] = _in_process_p50(env, bodies)
+    warm_up = min(3.0, seconds)
 
     server = fx.server_process(env).start()
     try:
         url = f"{server.url}/v1/score"
-        asyncio.run(_closed_loop(url, bodies, 8, min(3.0, seconds)))  # warm-up
+        single = _requests(url, bodies)
+        uvloop.run(closed_loop(url, single, 8, warm_up))
         for concurrency in (1, 8, 32):
             _record(
                 figures,
                 f"score_closed_c{concurrency}",
-                _closed_loop(url, bodies, concurrency, seconds),
+                closed_loop(url, single, concurrency, seconds),
             )
-        _record(figures, "score_open_200rps", _open_loop(url, bodies, 200.0, seconds))
+        _record(figures, "score_open_200rps", open_loop(url, single, 200.0, seconds))
         batch_url = f"{server.url}/v1/score/batch"
-        _record(
-            figures, "batch_closed_c2", _closed_loop(batch_url, bodies[:1_000], 2, seconds, 1_000)
-        )
+        batch = [encode_post(batch_url, {"transactions": bodies[:1_000]}, HEADERS)]
+        _record(figures, "batch_closed_c2", closed_loop(batch_url, batch, 2, seconds, 1_000))
     finally:
         server.stop()
 
@@ -234,8 +158,9 @@ def _run(root: Path, seconds: float) -> dict:
     echo = fx.server_process(echo_env, service="benchmarks.echo_service:Echo").start()
     try:
         url = f"{echo.url}/v1/score"
-        asyncio.run(_closed_loop(url, bodies, 8, min(3.0, seconds)))
-        _record(figures, "echo_closed_c8", _closed_loop(url, bodies, 8, seconds))
+        single = _requests(url, bodies)
+        uvloop.run(closed_loop(url, single, 8, warm_up))
+        _record(figures, "echo_closed_c8", closed_loop(url, single, 8, seconds))
     finally:
         echo.stop()
 

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     serving_feature_retry_s: float = 2.0
     serving_feature_repo: Path | None = None
     serving_reload_interval_s: float = 10.0
-    serving_log_batch_rows: int = 1_000
+    serving_log_batch_rows: int = 5_000
     serving_log_flush_s: float = 2.0
 
     @cached_property

@@ -38,16 +38,26 @@ TERMINAL_FEATURES = [
 FEATURE_COLUMNS = [*TRANSACTION_FEATURES, *CUSTOMER_FEATURES, *TERMINAL_FEATURES]
 
 
+def request_time_features(epoch_us: np.ndarray, amounts: np.ndarray) -> dict[str, np.ndarray]:
+    """Request-time features from UTC epoch microseconds and amounts (numpy, no pandas)."""
+    seconds = np.asarray(epoch_us, dtype="int64") // 1_000_000
+    days = seconds // 86_400
+    # 1970-01-01 was a Thursday: Monday=0 puts it at 3.
+    weekday = (days + 3) % 7
+    hour = (seconds - days * 86_400) // 3_600
+    return {
+        "tx_amount": np.asarray(amounts, dtype="float64"),
+        "tx_during_weekend": (weekday >= 5).astype("int8"),
+        "tx_during_night": (hour <= 6).astype("int8"),
+    }
+
+
 def transaction_features(tx_datetime: pd.Series, tx_amount: pd.Series) -> pd.DataFrame:
     """Request-time features of transactions, shared by training and serving."""
     ts = pd.to_datetime(tx_datetime, utc=True)
+    epoch_us = ts.dt.tz_localize(None).to_numpy("datetime64[us]").astype("int64")
     return pd.DataFrame(
-        {
-            "tx_amount": tx_amount.astype("float64").to_numpy(),
-            "tx_during_weekend": (ts.dt.weekday >= 5).astype("int8").to_numpy(),
-            "tx_during_night": (ts.dt.hour <= 6).astype("int8").to_numpy(),
-        },
-        index=tx_datetime.index,
+        request_time_features(epoch_us, tx_amount.to_numpy()), index=tx_datetime.index
     )
 
 

@@ -33,6 +33,13 @@ def model_input(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[FEATURE_COLUMNS].astype(INPUT_DTYPES)
 
 
+def feature_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """The FEATURE_COLUMNS of ``frame`` as a float64 matrix, in order."""
+    # Selecting columns costs ~0.3 ms a call: skip it when the frame is already in order.
+    ordered = list(frame.columns) == FEATURE_COLUMNS
+    return (frame if ordered else frame[FEATURE_COLUMNS]).to_numpy(dtype="float64")
+
+
 @dataclass(frozen=True)
 class Scaler:
     """Standardisation of each feature with the training window's mean and deviation."""
@@ -49,9 +56,10 @@ class Scaler:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Scaled float32 feature matrix in FEATURE_COLUMNS order."""
-        # Selecting columns costs ~0.3 ms a call: skip it when the frame is already in order.
-        ordered = list(frame.columns) == FEATURE_COLUMNS
-        values = (frame if ordered else frame[FEATURE_COLUMNS]).to_numpy(dtype="float64")
+        return self.scale_matrix(feature_matrix(frame))
+
+    def scale_matrix(self, values: np.ndarray) -> np.ndarray:
+        """Scaled float32 copy of a float64 matrix already in FEATURE_COLUMNS order."""
         return ((values - self.mean) / self.scale).astype("float32")
 
     def to_dict(self) -> dict[str, list[float]]:
@@ -104,7 +112,16 @@ class ScoringModel:
         missing = [c for c in FEATURE_COLUMNS if c not in frame.columns]
         if missing:
             raise ValueError(f"model input lacks feature columns {missing}")
-        x = self.scaler.transform(frame)
+        return self.predict_matrix(feature_matrix(frame))
+
+    def predict_matrix(self, values: np.ndarray) -> np.ndarray:
+        """Fraud probability of each row of a float64 matrix in FEATURE_COLUMNS order."""
+        if values.ndim != 2 or values.shape[1] != len(FEATURE_COLUMNS):
+            raise ValueError(
+                f"model input must be a matrix of {len(FEATURE_COLUMNS)} feature columns, "
+                f"got shape {values.shape}"
+            )
+        x = self.scaler.scale_matrix(values)
         if isinstance(self.estimator, xgb.Booster):
             return np.asarray(self.estimator.inplace_predict(x), dtype="float64")
         with torch.inference_mode():

@@ -66,7 +66,8 @@ def score_day(settings: Settings, day: dt.date, model: LoadedModel) -> pa.Table:
     missing = np.isnan(values).any(axis=1)
     values = np.where(np.isnan(values), fallback_values(len(frame)), values)
     timestamps = pd.to_datetime(frame["tx_datetime"], utc=True)
-    inputs = model_inputs(timestamps, frame["tx_amount"].to_numpy(), values)
+    epoch_us = timestamps.dt.tz_localize(None).to_numpy("datetime64[us]").astype("int64")
+    inputs = model_inputs(epoch_us, frame["tx_amount"].to_numpy(), values)
     scores = model.predict(inputs) if len(frame) else np.array([], dtype="float64")
     decisions = decide(
         scores, settings.serving_review_threshold, settings.serving_decline_threshold

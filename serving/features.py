@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 
 from fraudops.settings import Settings
 from ml.features import CUSTOMER_FEATURES, TERMINAL_FEATURES
@@ -50,14 +49,19 @@ class FeatureSource(Protocol):
     """Where entity features come from (Feast in production, anything with this shape in tests)."""
 
     def lookup(
-        self, customer_ids: Sequence[int], terminal_ids: Sequence[int], when: pd.Series
+        self, customer_ids: Sequence[int], terminal_ids: Sequence[int], when: np.ndarray
     ) -> OnlineRows:
-        """Entity features valid at the transaction times ``when``."""
+        """Entity features valid at the transaction times ``when`` (UTC datetime64[us])."""
         ...
 
     def ping(self) -> None:
         """Raise :class:`FeatureSourceError` when the store is unreachable."""
         ...
+
+
+def now_utc(n: int) -> np.ndarray:
+    """The current UTC time ``n`` times, as the datetime64[us] the lookups take."""
+    return np.full(n, np.datetime64(dt.datetime.now(dt.UTC).replace(tzinfo=None), "us"))
 
 
 def _seconds(stamps: np.ndarray) -> np.ndarray:
@@ -81,10 +85,10 @@ class FeastFeatureSource:
         self.ttl = {v: np.timedelta64(self.online.views[v].ttl, "us") for v in self.order}
 
     def lookup(
-        self, customer_ids: Sequence[int], terminal_ids: Sequence[int], when: pd.Series
+        self, customer_ids: Sequence[int], terminal_ids: Sequence[int], when: np.ndarray
     ) -> OnlineRows:
         """One online read per entity view; rows not valid at ``when`` are marked missing."""
-        moment = pd.to_datetime(when, utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
+        moment = np.asarray(when, dtype="datetime64[us]")
         missing = np.zeros(len(moment), dtype=bool)
         values, seconds = [], []
         for view, ids in (("customer_features", customer_ids), ("terminal_features", terminal_ids)):
@@ -107,7 +111,7 @@ class FeastFeatureSource:
 
     def ping(self) -> None:
         """A lookup of one (possibly unknown) entity pair proves the store answers."""
-        self.lookup([1], [1], pd.Series([pd.Timestamp.now(tz="UTC")]))
+        self.lookup([1], [1], now_utc(1))
 
 
 def open_feature_source(settings: Settings) -> FeatureSource:
@@ -163,9 +167,9 @@ class GuardedFeatures:
             self._down_until = time.monotonic() + self.retry_s
 
     def fetch(
-        self, customer_ids: Sequence[int], terminal_ids: Sequence[int], when: pd.Series
+        self, customer_ids: Sequence[int], terminal_ids: Sequence[int], when: np.ndarray
     ) -> EntityFeatures:
-        """Entity features valid at ``when`` for each row; never raises, fills and flags."""
+        """Entity features valid at ``when`` (UTC datetime64[us]) per row; fills and flags."""
         n = len(customer_ids)
         error = self._lookup_error()
         frame = None
@@ -202,9 +206,9 @@ class GuardedFeatures:
         """Untimed lookups on every pool thread, so no request pays for opening connections."""
         if self.source is None:
             return
-        when = pd.Series([pd.Timestamp.now(tz="UTC")])
         futures = [
-            self._pool.submit(self.source.lookup, [1], [1], when) for _ in range(LOOKUP_THREADS)
+            self._pool.submit(self.source.lookup, [1], [1], now_utc(1))
+            for _ in range(LOOKUP_THREADS)
         ]
         for future in futures:
             try:

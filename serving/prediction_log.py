@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from ml.features import FEATURE_COLUMNS
 
@@ -49,23 +49,44 @@ SCHEMA = pa.schema(
 PARTITION = "scored_date"
 
 
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | dt.date | pd.Timestamp) or value is None
+
+
+def merge_rows(calls: list[dict[str, object]]) -> dict[str, object]:
+    """Several calls' log columns as one set of columns (scalars spread over their rows)."""
+    if len(calls) == 1:
+        return calls[0]
+    sizes = [len(call["transaction_id"]) for call in calls]
+    merged: dict[str, object] = {}
+    for name in calls[0]:
+        parts = [
+            np.full(n, call[name], dtype=object) if _is_scalar(call[name]) else call[name]
+            for call, n in zip(calls, sizes, strict=True)
+        ]
+        merged[name] = np.concatenate([np.asarray(part) for part in parts])
+    return merged
+
+
+def _array(value: object, n: int, kind: pa.DataType) -> pa.Array:
+    if _is_scalar(value):
+        value = [value] * n
+    if pa.types.is_floating(kind):
+        # NaN (not scored by the challenger) is stored as null.
+        value = np.asarray(value, dtype="float64")
+        return pa.array(value, type=kind, mask=np.isnan(value))
+    return pa.array(value, type=kind, from_pandas=True)
+
+
 def to_arrow(rows: dict[str, object]) -> pa.Table:
-    """One call's log columns (arrays, or scalars shared by every row) as a :data:`SCHEMA` table."""
+    """Log columns (arrays, or scalars shared by every row) as a :data:`SCHEMA` table."""
     n = len(rows["transaction_id"])
-    scored_at = pd.Timestamp(rows["scored_at"])
-    columns = {**rows, "scored_date": scored_at.date()}
-    arrays = []
+    scored_at = _array(rows["scored_at"], n, _TS)
+    arrays = {"scored_at": scored_at, "scored_date": scored_at.cast(pa.date32())}
     for field in SCHEMA:
-        value = columns[field.name]
-        if isinstance(value, str | int | float | dt.date | pd.Timestamp) or value is None:
-            value = [value] * n
-        if pa.types.is_floating(field.type):
-            # NaN (not scored by the challenger) is stored as null.
-            value = np.asarray(value, dtype="float64")
-            arrays.append(pa.array(value, type=field.type, mask=np.isnan(value)))
-        else:
-            arrays.append(pa.array(value, type=field.type, from_pandas=True))
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+        if field.name not in arrays:
+            arrays[field.name] = _array(rows[field.name], n, field.type)
+    return pa.Table.from_arrays([arrays[f.name] for f in SCHEMA], schema=SCHEMA)
 
 
 class PredictionLog:
@@ -84,7 +105,8 @@ class PredictionLog:
         self.storage_options = storage_options or None
         self.rows_written = 0
         self.failed_writes = 0
-        self._pending: list[pa.Table] = []
+        self._pending: list[dict[str, object]] = []
+        self._table: DeltaTable | None = None
         self._pending_rows = 0
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -94,11 +116,14 @@ class PredictionLog:
         self._thread.start()
 
     def append(self, rows: dict[str, object]) -> None:
-        """Queue one call's rows; a full buffer wakes the writer thread (the caller never waits)."""
-        table = to_arrow(rows)
+        """Queue one call's rows; a full buffer wakes the writer thread (the caller never waits).
+
+        Rows stay as the caller's columns until the write: one Arrow conversion per micro-batch
+        instead of one per request keeps the conversion off the request path.
+        """
         with self._lock:
-            self._pending.append(table)
-            self._pending_rows += table.num_rows
+            self._pending.append(rows)
+            self._pending_rows += len(rows["transaction_id"])
             full = self._pending_rows >= self.batch_rows
         if full:
             self._wake.set()
@@ -110,25 +135,33 @@ class PredictionLog:
                 batch, self._pending, self._pending_rows = self._pending, [], 0
             if not batch:
                 return 0
-            table = pa.concat_tables(batch)
             try:
-                write_deltalake(
-                    self.uri,
-                    table,
-                    mode="append",
-                    partition_by=[PARTITION],
-                    storage_options=self.storage_options,
-                )
+                table = to_arrow(merge_rows(batch))
+                self._append(table)
             except Exception:
                 # Keep the rows for the next attempt rather than losing them.
+                self._table = None
                 with self._lock:
                     self._pending[:0] = batch
-                    self._pending_rows += table.num_rows
+                    self._pending_rows += sum(len(r["transaction_id"]) for r in batch)
                     self.failed_writes += 1
                 log.exception("prediction log write to %s failed; will retry", self.uri)
                 raise
             self.rows_written += table.num_rows
             return table.num_rows
+
+    def _append(self, table: pa.Table) -> None:
+        """One Delta commit; the open table object spares re-reading the log every time."""
+        target = self._table or self.uri
+        write_deltalake(
+            target,
+            table,
+            mode="append",
+            partition_by=[PARTITION],
+            storage_options=None if self._table else self.storage_options,
+        )
+        if self._table is None:
+            self._table = DeltaTable(self.uri, storage_options=self.storage_options)
 
     @property
     def pending_rows(self) -> int:

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from fraudops.settings import Settings
-from ml.features import FEATURE_COLUMNS, transaction_features
+from ml.features import FEATURE_COLUMNS, request_time_features
 from serving.features import ENTITY_FEATURES, GuardedFeatures
 from serving.models import CHALLENGER, CHAMPION, ModelSource
 from serving.schemas import ScoreResult, Transaction
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def decide(scores: np.ndarray, review: float, decline: float) -> np.ndarray:
@@ -33,13 +35,20 @@ def canary_bucket(transaction_id: str) -> float:
 
 
 def model_inputs(
-    timestamps: pd.Series, amounts: np.ndarray, entity_values: np.ndarray
-) -> pd.DataFrame:
-    """The 15 FEATURE_COLUMNS: request-time features (shared with training) + entity features."""
-    request = transaction_features(timestamps, pd.Series(amounts, index=timestamps.index))
-    columns = {c: request[c].to_numpy(dtype="float64") for c in request.columns}
-    columns.update({f: entity_values[:, i] for i, f in enumerate(ENTITY_FEATURES)})
-    return pd.DataFrame(columns)[FEATURE_COLUMNS]
+    epoch_us: np.ndarray, amounts: np.ndarray, entity_values: np.ndarray
+) -> np.ndarray:
+    """The 15 FEATURE_COLUMNS as a float64 matrix: request-time (shared with training) + entity."""
+    request = request_time_features(epoch_us, amounts)
+    out = np.empty((len(amounts), len(FEATURE_COLUMNS)), dtype="float64")
+    for name, values in request.items():
+        out[:, FEATURE_COLUMNS.index(name)] = values
+    out[:, [FEATURE_COLUMNS.index(f) for f in ENTITY_FEATURES]] = entity_values
+    return out
+
+
+def epoch_microseconds(moments: Sequence[dt.datetime]) -> np.ndarray:
+    """Timezone-aware datetimes as exact int64 microseconds since the epoch."""
+    return np.fromiter(((m - EPOCH) // MICROSECOND for m in moments), "int64", len(moments))
 
 
 @dataclass(frozen=True)
@@ -77,9 +86,9 @@ class Scorer:
         customers = np.array([t.customer_id for t in transactions], dtype="int64")
         terminals = np.array([t.terminal_id for t in transactions], dtype="int64")
         amounts = np.array([t.amount for t in transactions], dtype="float64")
-        timestamps = pd.Series(pd.to_datetime([t.timestamp for t in transactions], utc=True))
-        entity = self.features.fetch(customers.tolist(), terminals.tolist(), timestamps)
-        inputs = model_inputs(timestamps, amounts, entity.values)
+        epoch_us = epoch_microseconds([t.timestamp for t in transactions])
+        entity = self.features.fetch(customers, terminals, epoch_us.astype("datetime64[us]"))
+        inputs = model_inputs(epoch_us, amounts, entity.values)
 
         champion = self.models.champion()
         challenger = self.models.get(CHALLENGER)
@@ -95,28 +104,35 @@ class Scorer:
             scores, self.settings.serving_review_threshold, self.settings.serving_decline_threshold
         )
         versions = np.where(canary, challenger.version if challenger else "", champion.version)
+        # Built without re-validation: every field comes typed from the lines above.
         results = [
-            ScoreResult(
+            ScoreResult.model_construct(
                 transaction_id=tid,
-                score=float(score),
+                score=score,
                 decision=decision,
-                model_version=str(version),
+                model_version=version,
                 features_as_of=as_of,
-                degraded=bool(flag),
+                degraded=flag,
             )
             for tid, score, decision, version, as_of, flag in zip(
-                ids, scores, decisions, versions, entity.as_of, entity.missing, strict=True
+                ids,
+                scores.tolist(),
+                decisions.tolist(),
+                versions.astype(str).tolist(),
+                entity.as_of,
+                entity.missing.tolist(),
+                strict=True,
             )
         ]
         now = time.perf_counter()
         latency_ms = (now - np.asarray(started, dtype="float64")) * 1000.0
         log_rows = {
-            "scored_at": pd.Timestamp(dt.datetime.now(dt.UTC)),
+            "scored_at": dt.datetime.now(dt.UTC),
             "transaction_id": ids,
             "customer_id": customers,
             "terminal_id": terminals,
-            "tx_datetime": timestamps,
-            **{c: inputs[c].to_numpy() for c in FEATURE_COLUMNS},
+            "tx_datetime": epoch_us.astype("datetime64[us]"),
+            **{c: inputs[:, i] for i, c in enumerate(FEATURE_COLUMNS)},
             "features_as_of": entity.as_of,
             "degraded": entity.missing,
             "score": scores,

@@ -6,8 +6,9 @@ than the view's TTL, or newer than the transaction), gets the values the referen
 give an entity without any transaction in its windows: counts 0, averages 0, risks 0. The row
 is flagged ``features_missing = 1`` so nothing is invented silently.
 
-Read path: two ``online_read`` calls (one per entity view) on the Feast online store of the
-configured profile, with Feast's serialization and keys, so Feast stays the source of truth;
+Read path: one read per entity view of the Feast online store of the configured profile, in
+Feast's tables, keys and serialization, so Feast stays the source of truth: on SQLite one query
+decoded with numpy (``sqlite_reader``), elsewhere Feast's ``online_read``.
 ``store.get_online_features`` gives the same values (a test proves it) but spends most of its
 time in generic request handling (docs/features.md has the measured figures).
 """
@@ -22,7 +23,9 @@ from feast import FeatureStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
+from ml.feature_store import sqlite_reader
 from ml.feature_store.materialize import ENTITY_VIEWS
+from ml.feature_store.sqlite_reader import SqliteOnlineReader
 from ml.features import FEATURE_COLUMNS, transaction_features
 
 MISSING_FLAG = "features_missing"
@@ -47,12 +50,19 @@ class OnlineFeatures:
         self.online_store = store._get_provider().online_store
         self.views = {name: store.get_feature_view(name) for name in ENTITY_VIEWS}
         self.features = {name: [f.name for f in fv.features] for name, fv in self.views.items()}
+        self.sqlite = (
+            SqliteOnlineReader(store, list(ENTITY_VIEWS.values()))
+            if sqlite_reader.supports(store)
+            else None
+        )
 
     def entity_values(self, view: str, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Raw online values of ``view`` (NaN when unknown) and their as-of times (NaT)."""
         key = ENTITY_VIEWS[view]
-        keys = [EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(i))]) for i in ids]
         features = self.features[view]
+        if self.sqlite is not None:
+            return self.sqlite.read(self.views[view], key, ids, features)
+        keys = [EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(i))]) for i in ids]
         # A copy: the Redis store appends its timestamp key to the list it is given.
         rows = self.online_store.online_read(self.config, self.views[view], keys, list(features))
         values = np.full((len(ids), len(features)), np.nan)

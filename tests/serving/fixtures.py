@@ -74,18 +74,25 @@ def train_pipeline(training: pd.DataFrame, c: float):
     return model.fit(training[FEATURE_COLUMNS], training["is_fraud"])
 
 
-def register_versions(tracking_uri: str, root: Path, world: TinyWorld, cs: list[float]) -> None:
-    """Register one pyfunc version per regularisation strength (versions 1, 2, ...)."""
+def _experiment(tracking_uri: str, root: Path, prefix: str):
+    """The tests' MLflow experiment under ``root``, set as the active one."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     # An explicit artifact root: MLflow's default is ./mlruns in the working directory.
     client = mlflow.MlflowClient(tracking_uri, tracking_uri)
-    name = f"serving-tests-{root.name}"
+    name = f"{prefix}-{root.name}"
     if client.get_experiment_by_name(name) is None:
         client.create_experiment(name, artifact_location=(root / "artifacts").as_uri())
-    experiment = mlflow.set_experiment(name)
+    return mlflow.set_experiment(name)
+
+
+def register_versions(tracking_uri: str, root: Path, world: TinyWorld, cs: list[float]) -> None:
+    """Register one pyfunc version per regularisation strength (versions 1, 2, ...)."""
+    import mlflow
+
+    experiment = _experiment(tracking_uri, root, "serving-tests")
     example = world.training[FEATURE_COLUMNS].head(3)
     for c in cs:
         path = root / f"pipeline_c{c}.joblib"
@@ -98,6 +105,25 @@ def register_versions(tracking_uri: str, root: Path, world: TinyWorld, cs: list[
                 input_example=example,
                 registered_model_name=MODEL_NAME,
             )
+
+
+XGBOOST_PARAMS = {"max_depth": 6, "learning_rate": 0.1, "num_boost_round": 100}
+
+
+def register_scoring_model(
+    tracking_uri: str, root: Path, world: TinyWorld, params: dict | None = None, seed: int = 7
+) -> tuple[str, object]:
+    """Register the production model type (XGBoost ScoringModel pyfunc): (version, model)."""
+    import mlflow
+
+    from ml.tracking import log_scoring_model
+    from ml.train import train_xgboost
+
+    model = train_xgboost(world.training, params or XGBOOST_PARAMS, seed=seed)
+    experiment = _experiment(tracking_uri, root, "serving-xgboost")
+    with mlflow.start_run(experiment_id=experiment.experiment_id):
+        uri = log_scoring_model(model, world.training, root / "xgboost")
+    return str(mlflow.register_model(uri, MODEL_NAME).version), model
 
 
 def set_alias(tracking_uri: str, alias: str, version: int) -> None:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import mlflow
 import numpy as np
 
 from fraudops.settings import get_settings
 from ml.model import model_input
-from ml.tracking import log_scoring_model
-from ml.train import train_xgboost
 from serving.features import GuardedFeatures
 from serving.models import ModelSource
 from serving.schemas import Transaction
@@ -20,14 +17,8 @@ from tests.serving import fixtures as fx
 
 def test_the_ml_pyfunc_is_served_with_its_own_scores(tmp_path, world):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    experiment = mlflow.create_experiment("contract", artifact_location=tmp_path.as_uri())
     params = {"max_depth": 3, "learning_rate": 0.3, "num_boost_round": 20}
-    model = train_xgboost(world.training, params, seed=1)
-    with mlflow.start_run(experiment_id=experiment):
-        model_uri = log_scoring_model(model, world.training, tmp_path / "work")
-    version = mlflow.register_model(model_uri, fx.MODEL_NAME).version
+    version, model = fx.register_scoring_model(uri, tmp_path, world, params, seed=1)
     fx.set_alias(uri, "champion", version)
 
     settings = get_settings(home=tmp_path / "var", mlflow_tracking_uri=uri)
@@ -53,5 +44,9 @@ def test_the_ml_pyfunc_is_served_with_its_own_scores(tmp_path, world):
     want = model.predict_proba(model_input(expected_rows))
     got = np.array([r.score for r in scored.results])
     np.testing.assert_allclose(got, want, atol=1e-6)
+    # The service took the model's matrix fast path, which equals MLflow's checked predict.
+    champion = models.champion()
+    assert champion.fast is not None
+    np.testing.assert_allclose(champion.model.predict(model_input(expected_rows)), got, atol=1e-6)
     assert all(r.degraded and r.model_version == str(version) for r in scored.results)
     assert got[-1] >= got[0]  # the model's monotone amount constraint survives serving

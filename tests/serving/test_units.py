@@ -93,7 +93,7 @@ def test_canary_bucket_is_stable_and_uniform():
     assert abs((buckets < 0.2).mean() - 0.2) < 0.02
 
 
-WHEN = pd.Series(pd.to_datetime(["2018-05-16T10:00:00Z"] * 2))
+WHEN = np.array(["2018-05-16T10:00:00"] * 2, dtype="datetime64[us]")
 
 
 class _Source:
@@ -213,3 +213,26 @@ def test_prediction_log_keeps_rows_when_a_write_fails(tmp_path):
     blocked.unlink()
     assert log.close() == 3
     assert read_table(str(blocked)).num_rows == 3
+
+
+def test_prediction_log_keeps_each_calls_own_shared_values(tmp_path):
+    uri = str(tmp_path / "prediction_log")
+    log = PredictionLog(uri, batch_rows=1_000, flush_s=3600)
+    first = _rows(2, "a")
+    second = {
+        **_rows(3, "b"),
+        "scored_at": dt.datetime(2026, 1, 3, 0, 0, 1, tzinfo=dt.UTC),
+        "routing": "shadow",
+        "challenger_version": "2",
+        "challenger_score": np.full(3, 0.5),
+        "batch_size": 3,
+    }
+    log.append(first)
+    log.append(second)
+    assert log.close() == 5  # one write of both calls
+    frame = read_table(uri).to_pandas().sort_values("transaction_id")
+    assert frame["routing"].tolist() == ["champion"] * 2 + ["shadow"] * 3
+    assert frame["challenger_version"].tolist() == [None] * 2 + ["2"] * 3
+    assert frame["batch_size"].tolist() == [2, 2, 3, 3, 3]
+    assert frame["scored_date"].astype(str).tolist() == ["2026-01-02"] * 2 + ["2026-01-03"] * 3
+    assert frame["challenger_score"].isna().tolist() == [True] * 2 + [False] * 3

@@ -1,0 +1,95 @@
+"""The bulk SQLite reader returns exactly what Feast's own ``online_read`` returns."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+
+from ml import feature_store
+from ml.feature_store.sqlite_reader import SqliteOnlineReader, decode_values
+from ml.features import CUSTOMER_FEATURES
+
+AS_OF = dt.datetime(2018, 5, 2, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def store(feast_settings):
+    """An applied store with nothing written yet."""
+    store = feature_store.open_store(feast_settings)
+    feature_store.apply_definitions(store, feast_settings)
+    return store
+
+
+def _feast_read(store, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Feast's own online_read of the customer view, as (values, event times)."""
+    fv = store.get_feature_view("customer_features")
+    keys = [EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=i)]) for i in ids]
+    rows = store._get_provider().online_store.online_read(store.config, fv, keys)
+    values = np.full((len(ids), len(CUSTOMER_FEATURES)), np.nan)
+    stamps = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[us]")
+    for i, (ts, data) in enumerate(rows):
+        if data is None:
+            continue
+        for j, name in enumerate(CUSTOMER_FEATURES):
+            kind = data[name].WhichOneof("val")
+            values[i, j] = np.nan if kind is None else float(getattr(data[name], kind))
+        stamps[i] = np.datetime64(ts.replace(tzinfo=None), "us")
+    return values, stamps
+
+
+def test_reader_equals_feast_online_read_on_edge_values(store) -> None:
+    # Counts with one- to ten-byte varints (negative ints take ten), averages with NaN (stored
+    # as the empty Value), written through Feast's own write path.
+    counts = [0, 1, 127, 128, 300, 2**40 + 5, -1, -(2**62)]
+    frame = pd.DataFrame({"customer_id": np.arange(1, len(counts) + 1, dtype="int64")})
+    for j, name in enumerate(CUSTOMER_FEATURES):
+        if "_nb_tx_" in name:
+            frame[name] = np.roll(np.array(counts, dtype="int64"), j)
+        else:
+            frame[name] = np.where(np.arange(len(counts)) == j, np.nan, 0.25 * frame.customer_id)
+    frame["feature_timestamp"] = [AS_OF + dt.timedelta(hours=i) for i in range(len(counts))]
+    store.write_to_online_store("customer_features", frame)
+
+    ids = [3, 1, 99_999, 3, 8, 2, 4, 5, 6, 7]  # an unknown id and a repeated one
+    reader = SqliteOnlineReader(store, ["customer_id"])
+    fv = store.get_feature_view("customer_features")
+    values, stamps = reader.read(fv, "customer_id", ids, CUSTOMER_FEATURES)
+    want_values, want_stamps = _feast_read(store, ids)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(stamps, want_stamps)
+    assert np.isnan(values[2]).all() and np.isnat(stamps[2])
+    assert values[0].tolist() == values[3].tolist()
+    assert stamps[0] == np.datetime64("2018-05-02T02:00:00", "us")
+
+
+def test_reader_serves_the_latest_write_of_an_entity(store) -> None:
+    reader = SqliteOnlineReader(store, ["customer_id"])
+    fv = store.get_feature_view("customer_features")
+    for day, value in ((0, 1.5), (1, 2.5)):
+        frame = pd.DataFrame({"customer_id": [42], "feature_timestamp": [AS_OF]})
+        for name in CUSTOMER_FEATURES:
+            frame[name] = [day + 1] if "_nb_tx_" in name else [value]
+        frame["feature_timestamp"] = [AS_OF + dt.timedelta(days=day)]
+        store.write_to_online_store("customer_features", frame)
+    values, stamps = reader.read(fv, "customer_id", [42], CUSTOMER_FEATURES)
+    assert values[0].tolist() == [2, 2.5, 2, 2.5, 2, 2.5]
+    assert stamps[0] == np.datetime64(AS_OF.replace(tzinfo=None) + dt.timedelta(days=1), "us")
+
+
+def test_decode_values_falls_back_to_protobuf_for_other_layouts() -> None:
+    blobs = [
+        Value(float_val=1.5).SerializeToString(),
+        Value(int32_val=-7).SerializeToString(),
+        Value(bool_val=True).SerializeToString(),
+        Value(double_val=-0.125).SerializeToString(),
+        Value(int64_val=2**63 - 1).SerializeToString(),
+        b"",
+    ]
+    decoded = decode_values(blobs)
+    assert decoded[:5].tolist() == [1.5, -7.0, 1.0, -0.125, float(2**63 - 1)]
+    assert np.isnan(decoded[5])
