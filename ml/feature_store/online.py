@@ -26,7 +26,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from ml.feature_store import sqlite_reader
 from ml.feature_store.materialize import ENTITY_VIEWS
 from ml.feature_store.sqlite_reader import SqliteOnlineReader
-from ml.features import FEATURE_COLUMNS, transaction_features
+from ml.features import FEATURE_COLUMNS, request_time_features
 
 MISSING_FLAG = "features_missing"
 TS_COLUMNS = {
@@ -83,12 +83,11 @@ class OnlineFeatures:
         tx_amount: Sequence[float],
     ) -> pd.DataFrame:
         """The 15 FEATURE_COLUMNS per transaction, the fill flag and the two as-of times."""
-        when = pd.Series(pd.to_datetime(list(tx_datetime), utc=True))
-        request = transaction_features(when, pd.Series(list(tx_amount), dtype="float64"))
-        columns = {name: request[name].to_numpy() for name in request.columns}
-        moment = when.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
-        missing = np.zeros(len(when), dtype=bool)
-        stamps_by_view = {}
+        when = pd.to_datetime(list(tx_datetime), utc=True)
+        moment = when.tz_localize(None).to_numpy().astype("datetime64[us]")
+        amounts = np.asarray(tx_amount, dtype="float64")
+        columns = request_time_features(moment.astype("int64"), amounts)
+        missing = np.zeros(len(moment), dtype=bool)
         for view, ids in (("customer_features", customer_ids), ("terminal_features", terminal_ids)):
             values, stamps = self.entity_values(view, ids)
             ttl = np.timedelta64(self.views[view].ttl)
@@ -98,8 +97,8 @@ class OnlineFeatures:
             missing |= ~valid
             for j, name in enumerate(self.features[view]):
                 columns[name] = values[:, j].astype("int64" if "_nb_tx_" in name else "float64")
-            stamps_by_view[TS_COLUMNS[view]] = pd.DatetimeIndex(stamps).tz_localize("UTC")
+            columns[TS_COLUMNS[view]] = pd.DatetimeIndex(stamps).tz_localize("UTC")
         columns[MISSING_FLAG] = missing.astype("int8")
         return pd.DataFrame(
-            {c: columns[c] for c in [*FEATURE_COLUMNS, MISSING_FLAG]} | stamps_by_view
+            {c: columns[c] for c in [*FEATURE_COLUMNS, MISSING_FLAG, *TS_COLUMNS.values()]}
         )

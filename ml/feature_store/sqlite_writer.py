@@ -46,7 +46,7 @@ def _timestamp_value(stamp: dt.datetime) -> object:
     return adapter(naive) if adapter else naive
 
 
-def _rows(batch: EncodedBatch) -> Iterator[tuple]:
+def rows(batch: EncodedBatch) -> Iterator[tuple]:
     """Feast's rows of a batch in (entity_key, feature_name) order."""
     # Entity keys share a prefix and end with the id's little-endian bytes, so their byte
     # order is the order of the byte-swapped ids; a stable sort keeps Feast's last-wins order.
@@ -105,7 +105,7 @@ def write(store: FeatureStore, fv: FeatureView, batches: Iterable[EncodedBatch])
         statement = _upsert(table)
         with conn:  # one transaction for every batch of the view
             for batch in batches:
-                conn.executemany(statement, _rows(batch))
+                conn.executemany(statement, rows(batch))
                 written += batch.num_rows
     finally:
         conn.close()
