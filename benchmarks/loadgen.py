@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -92,6 +93,7 @@ class Tally:
 
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    error_statuses: Counter[int] = field(default_factory=Counter)
 
     def add(self, status: int, seconds: float) -> None:
         """Record one answer: 200 counts as success, anything else (0: no answer) as error."""
@@ -99,6 +101,7 @@ class Tally:
             self.latencies.append(seconds)
         else:
             self.errors += 1
+            self.error_statuses[status] += 1
 
     def summary(self, elapsed: float, items_per_request: int = 1) -> dict:
         """Throughput and latency percentiles of the phase."""
@@ -106,6 +109,7 @@ class Tally:
         return {
             "requests": len(self.latencies),
             "errors": self.errors,
+            "error_statuses": {str(k): v for k, v in sorted(self.error_statuses.items())},
             "throughput_rps": round(len(self.latencies) / elapsed, 1),
             "items_per_s": round(len(self.latencies) * items_per_request / elapsed, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 2),
@@ -165,7 +169,9 @@ async def open_loop(url: str, requests: Sequence[bytes], rate: float, seconds: f
     _, unfinished = await asyncio.wait(tasks, timeout=seconds + 10.2)
     for task in unfinished:
         task.cancel()
-    tally.errors += len(unfinished)
+    if unfinished:
+        tally.errors += len(unfinished)
+        tally.error_statuses[-1] += len(unfinished)  # -1: not answered in time
     for connection in idle:
         connection.close()
     return {**tally.summary(time.perf_counter() - start), "offered_rps": rate}

@@ -142,6 +142,14 @@ def fallback_values(n: int) -> np.ndarray:
     return np.zeros((n, len(ENTITY_FEATURES)), dtype="float64")
 
 
+def _datetimes(seconds: np.ndarray) -> list[dt.datetime | None]:
+    """Epoch seconds (NaN: unknown) as UTC datetimes, converting each distinct value once."""
+    # Rows share a handful of as-of times (one per materialized day).
+    distinct, index = np.unique(seconds, return_inverse=True)
+    converted = [None if np.isnan(t) else dt.datetime.fromtimestamp(t, dt.UTC) for t in distinct]
+    return [converted[i] for i in index.tolist()]
+
+
 class GuardedFeatures:
     """Wraps a source with a timeout, a pause after failures and the documented fallback."""
 
@@ -192,8 +200,7 @@ class GuardedFeatures:
         # The answer is as fresh as the older of the two entities' rows.
         as_of = np.fmin(frame.customer_ts, frame.terminal_ts)
         as_of[np.isnan(frame.customer_ts) | np.isnan(frame.terminal_ts)] = np.nan
-        stamps = [None if np.isnan(t) else dt.datetime.fromtimestamp(t, dt.UTC) for t in as_of]
-        return EntityFeatures(values, missing, stamps, None)
+        return EntityFeatures(values, missing, _datetimes(as_of), None)
 
     def _lookup_error(self) -> str | None:
         if self.source is None:

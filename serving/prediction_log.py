@@ -60,11 +60,20 @@ def merge_rows(calls: list[dict[str, object]]) -> dict[str, object]:
     sizes = [len(call["transaction_id"]) for call in calls]
     merged: dict[str, object] = {}
     for name in calls[0]:
-        parts = [
-            np.full(n, call[name], dtype=object) if _is_scalar(call[name]) else call[name]
-            for call, n in zip(calls, sizes, strict=True)
-        ]
-        merged[name] = np.concatenate([np.asarray(part) for part in parts])
+        parts = [call[name] for call in calls]
+        scalar = [_is_scalar(part) for part in parts]
+        if all(scalar):
+            # One repeat per column, not one array per call: a busy service queues thousands.
+            merged[name] = np.repeat(np.array(parts, dtype=object), sizes)
+        elif not any(scalar):
+            merged[name] = np.concatenate([np.asarray(part) for part in parts])
+        else:
+            merged[name] = np.concatenate(
+                [
+                    np.full(n, part, dtype=object) if flag else np.asarray(part)
+                    for part, flag, n in zip(parts, scalar, sizes, strict=True)
+                ]
+            )
     return merged
 
 
