@@ -38,11 +38,15 @@
 {%- endmacro %}
 
 {#- Sum of `column` over the `days` grid rows ending at the current one (dense entity x day
-    grid, so rows are days). -#}
+    grid, so rows are days). A one-day window is the row itself: no window frame to compute. -#}
 {% macro trailing_sum(column, days, entity) -%}
+    {%- if days == 1 -%}
+    {{ column }}
+    {%- else -%}
     sum({{ column }}) over (
         partition by {{ entity }}
         order by feature_date
         rows between {{ days - 1 }} preceding and current row
     )
+    {%- endif -%}
 {%- endmacro %}

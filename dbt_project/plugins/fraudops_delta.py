@@ -2,24 +2,38 @@
 
 Sources use it with ``meta: {plugin: delta, delta_table_path: ...}`` (the built-in ``delta``
 plugin's contract, plus storage options from the profile). Marts (the project's ``delta``
-materialization) stage their result as Parquet, then :meth:`Plugin.store` streams that file
-into the Delta table ``delta_table_path``. With ``delta_replace: from_first_partition``
-(incremental runs) only the partitions from the earliest one in the output onwards are
-replaced, in one Delta commit; otherwise the whole table is overwritten.
+materialization) have DuckDB write their partitioned Parquet files straight into the Delta
+table's folder; :meth:`Plugin.store` then commits those files as one Delta transaction, with
+the per-file statistics DuckDB returned, so no row is written twice. With ``delta_replace:
+from_first_partition`` (incremental runs) only the partitions from the earliest one in the
+output onwards are replaced; otherwise the whole table is. A remote lakehouse (``s3://...``),
+which DuckDB cannot write here, gets the files staged locally and copied by ``write_deltalake``.
 """
 
 import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, QueryBuilder, Schema, write_deltalake
+from deltalake.transaction import AddAction, create_table_with_add_actions
+from fraudops_delta_stats import add_action_stats
 
+# The SQL function the `delta` materialization calls before its COPY.
+PREPARE_FOLDER = "fraudops_delta_prepare_folder"
 FULL = "overwrite"
 INCREMENTAL = "from_first_partition"
+# DuckDB types a mart may be partitioned by (the partition column is not in the files).
+PARTITION_TYPES = {
+    "DATE": pa.date32(),
+    "INTEGER": pa.int32(),
+    "BIGINT": pa.int64(),
+    "VARCHAR": pa.string(),
+}
 
 
 class DeltaPluginError(RuntimeError):
@@ -35,16 +49,23 @@ class Plugin(BasePlugin):
         if isinstance(options, str):
             options = json.loads(options or "{}")
         self.storage_options: dict[str, str] | None = options or None
+        self._snapshots: dict[tuple[str, int], pa.Table] = {}
         root = getattr(self.creds, "external_root", None)
         if root and "://" not in root:
             Path(root).mkdir(parents=True, exist_ok=True)
 
+    def configure_connection(self, conn: Any) -> None:
+        """Let SQL create a mart's table folder: DuckDB's COPY creates only the last level."""
+        conn.create_function(
+            PREPARE_FOLDER, _prepare_folder, ["VARCHAR"], "VARCHAR", side_effects=True
+        )
+
     def default_materialization(self) -> str:
-        """Sources are views over the Arrow dataset, so DuckDB pushes filters into the scan."""
+        """Sources are views over the Arrow table: staging models copy what they need."""
         return "view"
 
-    def load(self, source_config: SourceConfig) -> ds.Dataset:
-        """The Delta table of a source as an Arrow dataset."""
+    def load(self, source_config: SourceConfig) -> pa.Table:
+        """The current snapshot of a source's Delta table, read by delta-rs into Arrow memory."""
         path = source_config.get("delta_table_path")
         name = source_config.table_name()
         if not path:
@@ -54,10 +75,19 @@ class Plugin(BasePlugin):
                 f"source {name}: no Delta table at {path}. Ingest the raw feeds first "
                 "(`fraudops demo`, or the Dagster `ingest` job) or set FRAUDOPS_HOME."
             )
-        return DeltaTable(path, storage_options=self.storage_options).to_pyarrow_dataset()
+        table = DeltaTable(path, storage_options=self.storage_options)
+        key = (path, table.version())
+        # dbt-duckdb loads a source once per model that reads it: read each version once.
+        if key not in self._snapshots:
+            # delta-rs reads the files in parallel, several times faster than DuckDB scanning
+            # a pyarrow dataset of many small daily files.
+            reader = QueryBuilder().register("source", table).execute("select * from source")
+            self._snapshots = {k: v for k, v in self._snapshots.items() if k[0] != path}
+            self._snapshots[key] = pa.table(reader)
+        return self._snapshots[key]
 
     def store(self, target_config: TargetConfig) -> None:
-        """Write the model's staged Parquet file to its Delta table."""
+        """Commit the Parquet files the model's COPY wrote as one Delta transaction."""
         config = target_config.config
         model = target_config.relation.identifier
         path = config.get("delta_table_path")
@@ -67,26 +97,118 @@ class Plugin(BasePlugin):
             raise DeltaPluginError(f"model {model}: set delta_table_path and delta_partition_by")
         if mode not in (FULL, INCREMENTAL):
             raise DeltaPluginError(f"model {model}: delta_replace must be {FULL} or {INCREMENTAL}")
-        staged = ds.dataset(target_config.location.path, format="parquet")
-        keys = staged.to_table(columns=[partition]).column(partition)
-        if keys.null_count == len(keys):
+        files = [_written_file(row) for row in config.get("written_files") or []]
+        if not files:
             # No rows (dbt's `external` materialization would stage one all-NULL row instead).
             raise DeltaPluginError(
                 f"model {model} produced no rows: the raw tables hold no data for the requested "
                 "days. Ingest them first, or run without --vars from_date for a full rebuild."
             )
-        if keys.null_count:
-            raise DeltaPluginError(f"model {model}: {keys.null_count} rows have a null {partition}")
-        options = {
-            "partition_by": [partition],
-            "storage_options": self.storage_options,
-        }
-        reader = staged.scanner().to_reader()
-        if mode == INCREMENTAL and DeltaTable.is_deltatable(path, self.storage_options):
-            first = pc.min(keys).as_py().isoformat()
-            # Everything from the first rebuilt day on is replaced: stale later days go too.
-            write_deltalake(
-                path, reader, mode="overwrite", predicate=f"{partition} >= '{first}'", **options
+        nulls = sum(f["rows"] for f in files if f["partition"].get(partition) is None)
+        if nulls:
+            raise DeltaPluginError(f"model {model}: {nulls} rows have a null {partition}")
+        schema = _arrow_schema(files[0]["path"], config.get("columns"), partition)
+        first = min(f["partition"][partition] for f in files)
+        replace = mode == INCREMENTAL and DeltaTable.is_deltatable(path, self.storage_options)
+        if "://" in path:
+            self._copy_staged(path, files, schema, partition, first if replace else None)
+        else:
+            self._commit(path, files, schema, partition, first if replace else None)
+
+    def _commit(
+        self, path: str, files: list[dict], schema: pa.Schema, partition: str, first: str | None
+    ) -> None:
+        """Add ``files`` (already inside the table folder) in one commit, replacing old data."""
+        root = Path(path).resolve()
+        actions = [
+            AddAction(
+                path=Path(f["path"]).resolve().relative_to(root).as_posix(),
+                size=f["size"],
+                partition_values=f["partition"],
+                modification_time=int(Path(f["path"]).stat().st_mtime * 1000),
+                data_change=True,
+                stats=add_action_stats(f["rows"], f["statistics"], schema),
             )
+            for f in files
+        ]
+        table = (
+            DeltaTable(path, storage_options=self.storage_options)
+            if DeltaTable.is_deltatable(path, self.storage_options)
+            else None
+        )
+        if table is None or (first is None and pa.schema(table.schema().to_arrow()) != schema):
+            # New table, or a full rebuild whose columns changed: replace the table outright.
+            create_table_with_add_actions(
+                path,
+                Schema.from_arrow(schema),
+                actions,
+                mode="overwrite",
+                partition_by=[partition],
+                storage_options=self.storage_options,
+            )
+            return
+        filters = [(partition, ">=", first)] if first else None
+        # Recorded like write_deltalake's predicate, so the history says what was replaced.
+        parameters = {"predicate": f"{partition} >= '{first}'"} if first else {}
+        table.create_write_transaction(
+            actions,
+            mode="overwrite",
+            schema=schema,
+            partition_by=[partition],
+            partition_filters=filters,
+            commit_properties=CommitProperties(
+                custom_metadata={"operationParameters": parameters} if parameters else None
+            ),
+        )
+
+    def _copy_staged(
+        self, path: str, files: list[dict], schema: pa.Schema, partition: str, first: str | None
+    ) -> None:
+        """Write locally staged files to a remote Delta table (DuckDB cannot write there)."""
+        staged = ds.dataset(
+            [f["path"] for f in files],
+            schema=schema,
+            format="parquet",
+            partitioning=ds.partitioning(pa.schema([schema.field(partition)]), flavor="hive"),
+            partition_base_dir=str(Path(files[0]["path"]).parent.parent),
+        )
+        options = {"partition_by": [partition], "storage_options": self.storage_options}
+        reader = staged.scanner().to_reader()
+        if first:
+            # Everything from the first rebuilt day on is replaced: stale later days go too.
+            predicate = f"{partition} >= '{first}'"
+            write_deltalake(path, reader, mode="overwrite", predicate=predicate, **options)
         else:
             write_deltalake(path, reader, mode="overwrite", schema_mode="overwrite", **options)
+
+
+def _prepare_folder(path: str) -> str:
+    """Create a local folder (and its parents) if missing; ``path`` back."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _written_file(row: Any) -> dict:
+    """One row of DuckDB's ``COPY ... (RETURN_STATS)`` result, as handed over by the model."""
+    path, rows, size, statistics, partition = row
+    return {
+        "path": str(path),
+        "rows": int(rows),
+        "size": int(size),
+        "statistics": json.loads(statistics) if isinstance(statistics, str) else statistics,
+        "partition": json.loads(partition) if isinstance(partition, str) else partition,
+    }
+
+
+def _arrow_schema(first_file: str, columns: list | None, partition: str) -> pa.Schema:
+    """The mart's schema in the model's column order: file types, plus the partition column."""
+    file_schema = pq.read_schema(first_file)
+    fields = []
+    for name, duckdb_type in columns or []:
+        if name == partition:
+            if duckdb_type not in PARTITION_TYPES:
+                raise DeltaPluginError(f"cannot partition a Delta table by a {duckdb_type} column")
+            fields.append(pa.field(name, PARTITION_TYPES[duckdb_type]))
+        else:
+            fields.append(file_schema.field(name))
+    return pa.schema(fields)

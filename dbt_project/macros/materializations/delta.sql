@@ -1,28 +1,69 @@
-{#- Materialization of the marts: the model's result is staged once as Parquet (a single
-    COPY, no intermediate DuckDB table), written to its Delta table by the `delta` plugin
-    (plugins/fraudops_delta.py), and exposed to downstream tests as a view over the Parquet
-    file. dbt-duckdb's `external` materialization does the same in more steps (temporary
-    table, row count, placeholder row for empty results), which costs a second per mart. -#}
+{#- Materialization of the marts: one COPY writes the model's result as Parquet files, one per
+    partition, straight into the Delta table's folder (under names unique to this dbt
+    invocation, so the table's current files are never touched), then the `delta` plugin
+    (plugins/fraudops_delta.py) commits exactly those files as one Delta transaction, with the
+    statistics the COPY returned. Nothing is written twice. Downstream tests see the model as
+    a view over the files of this run. A remote lakehouse (s3://...) cannot be written by
+    DuckDB here: the files are staged under the profile's external_root and the plugin copies
+    them. -#}
 {% materialization delta, adapter="duckdb" %}
 
-  {%- set location = external_location(this, config) -%}
+  {%- set table_path = config.get('delta_table_path') -%}
+  {%- set partition = config.get('delta_partition_by') -%}
   {%- set target_relation = this.incorporate(type='view') -%}
   {%- set existing_relation = load_cached_relation(this) -%}
+  {%- set local = '://' not in table_path -%}
+  {%- set folder = table_path if local else adapter.external_root() ~ '/' ~ this.identifier -%}
+  {%- set prefix = 'part-' ~ invocation_id -%}
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
-  {% call statement('main') -%}
-    copy ({{ sql }}) to '{{ location }}' (format parquet)
+  {#- DESCRIBE only binds the query: the column order and types, nothing is computed. -#}
+  {%- set columns = [] -%}
+  {%- for column in run_query('describe ' ~ sql).rows -%}
+    {%- do columns.append([column['column_name'], column['column_type']]) -%}
+  {%- endfor -%}
+
+  {#- The plugin's SQL function: COPY creates only the last folder level. -#}
+  {% do run_query("select fraudops_delta_prepare_folder('" ~ folder ~ "')") %}
+
+  {% call statement('main', fetch_result=True) -%}
+    copy ({{ sql }}) to '{{ folder }}' (
+      format parquet,
+      partition_by ({{ partition }}),
+      {{ 'append' if local else 'overwrite' }},
+      filename_pattern '{{ prefix }}-{uuid}',
+      return_stats
+    )
   {%- endcall %}
 
-  {% do adapter.store_relation(config.get('plugin', 'delta'), target_relation, [], location, 'parquet', config) %}
+  {%- set written_files = [] -%}
+  {%- for file in load_result('main').table.rows -%}
+    {%- do written_files.append([
+      file['filename'], file['count'], file['file_size_bytes'],
+      file['column_statistics'], file['partition_keys'],
+    ]) -%}
+  {%- endfor -%}
+  {%- set request = {
+    'delta_table_path': table_path,
+    'delta_partition_by': partition,
+    'delta_replace': config.get('delta_replace'),
+    'columns': columns,
+    'written_files': written_files,
+  } -%}
+  {% do adapter.store_relation(config.get('plugin', 'delta'), target_relation, [], folder, 'parquet', request) %}
 
   {% if existing_relation is not none and existing_relation.type != 'view' %}
     {{ drop_relation_if_exists(existing_relation) }}
   {% endif %}
   {% call statement('expose') -%}
-    create or replace view {{ target_relation }} as select * from read_parquet('{{ location }}')
+    create or replace view {{ target_relation }} as
+    select
+      {%- for name, type in columns %}
+      {{ adapter.quote(name) }}{{ '::' ~ type ~ ' as ' ~ adapter.quote(name) if name == partition }},
+      {%- endfor %}
+    from read_parquet('{{ folder }}/*/{{ prefix }}-*.parquet', hive_partitioning = true)
   {%- endcall %}
 
   {{ run_hooks(post_hooks, inside_transaction=True) }}
