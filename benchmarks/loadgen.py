@@ -71,6 +71,10 @@ class Connection:
     async def request(self, raw: bytes) -> int:
         """Send ``raw`` and wait for the answer; its status (0 when the connection failed)."""
         try:
+            if self._streams is not None and self._streams[0].at_eof():
+                # The server closed the idle connection (keep-alive timeout): reconnect, as
+                # any pooling client does, instead of counting its own stale socket as an error.
+                self.close()
             if self._streams is None:
                 self._streams = await asyncio.open_connection(self.host, self.port)
             reader, writer = self._streams
