@@ -1,3 +1,7 @@
+-- A table, not a view like the other intermediate models: building it runs the missing-day
+-- check, so `dbt run` stops here before any mart.
+{{ config(materialized='table') }}
+
 -- The as-of days to compute: feature_date D describes the end of day D - 1, for every ingested
 -- day (so D runs from the first ingested day + 1 to the last + 1). A hole in the transactions feed stops the build here: windows
 -- over a missing day would be silently wrong.

@@ -13,7 +13,12 @@ customers as (
 days as (
 
     -- Incremental runs only rebuild from from_date + 1, but their windows reach back.
-    select feature_date from {{ ref('int_calendar__as_of_days') }}
+    -- The timestamp is cast here, once per day, not once per grid row.
+    select
+        feature_date,
+        cast(feature_date as timestamptz) as feature_timestamp,
+
+    from {{ ref('int_calendar__as_of_days') }}
     where {{ within_lookback('feature_date') }}
 
 ),
@@ -30,6 +35,7 @@ grid as (
     select
         customers.customer_id,
         days.feature_date,
+        days.feature_timestamp,
 
     from customers
     cross join days
@@ -41,6 +47,7 @@ joined as (
     select
         grid.customer_id,
         grid.feature_date,
+        grid.feature_timestamp,
         coalesce(daily.nb_tx, 0) as nb_tx,
         coalesce(daily.sum_amount, 0) as sum_amount,
 
@@ -56,6 +63,7 @@ windowed as (
     select
         customer_id,
         feature_date,
+        feature_timestamp,
         {% for w in feature_windows() %}
         {{ trailing_sum('nb_tx', w, 'customer_id') }} as nb_tx_{{ w }}d,
         {{ trailing_sum('sum_amount', w, 'customer_id') }} as sum_amount_{{ w }}d,
@@ -69,7 +77,7 @@ final as (
 
     select
         customer_id,
-        cast(feature_date as timestamptz) as feature_timestamp,
+        feature_timestamp,
         feature_date,
         {% for w in feature_windows() %}
         cast(nb_tx_{{ w }}d as bigint) as customer_id_nb_tx_{{ w }}day_window,

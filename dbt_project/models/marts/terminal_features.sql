@@ -14,7 +14,12 @@ terminals as (
 days as (
 
     -- Incremental runs only rebuild from from_date + 1, but their windows reach back.
-    select feature_date from {{ ref('int_calendar__as_of_days') }}
+    -- The timestamp is cast here, once per day, not once per grid row.
+    select
+        feature_date,
+        cast(feature_date as timestamptz) as feature_timestamp,
+
+    from {{ ref('int_calendar__as_of_days') }}
     where {{ within_lookback('feature_date') }}
 
 ),
@@ -37,6 +42,7 @@ grid as (
     select
         terminals.terminal_id,
         days.feature_date,
+        days.feature_timestamp,
 
     from terminals
     cross join days
@@ -48,6 +54,7 @@ joined as (
     select
         grid.terminal_id,
         grid.feature_date,
+        grid.feature_timestamp,
         coalesce(daily.nb_tx, 0) as nb_tx,
 
     from grid
@@ -62,6 +69,7 @@ windowed as (
     select
         terminal_id,
         feature_date,
+        feature_timestamp,
         {% for w in feature_windows() %}
         {{ trailing_sum('nb_tx', w, 'terminal_id') }} as nb_tx_{{ w }}d,
         {% endfor %}
@@ -74,7 +82,7 @@ final as (
 
     select
         windowed.terminal_id,
-        cast(windowed.feature_date as timestamptz) as feature_timestamp,
+        windowed.feature_timestamp,
         windowed.feature_date,
         {% for w in feature_windows() %}
         cast(windowed.nb_tx_{{ w }}d as bigint) as terminal_id_nb_tx_{{ w }}day_window,
