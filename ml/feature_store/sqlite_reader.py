@@ -35,6 +35,8 @@ from ml.feature_store.online_codec import (
 
 # Tag byte plus the longest varint (10 bytes) of an int64.
 MAX_VALUE_BYTES = 11
+# Below this many values, protobuf's parser beats the fixed cost of the numpy decoding.
+SMALL_BATCH = 64
 # Stay far below SQLite's bound on the parameters of one statement.
 KEYS_PER_QUERY = 10_000
 
@@ -57,7 +59,7 @@ def _varints(payload: np.ndarray) -> np.ndarray:
 
 
 def _protobuf_number(blob: bytes) -> float:
-    """A value outside the vectorised layouts, through Feast's protobuf class."""
+    """One value through Feast's protobuf class (NaN when unset)."""
     value = ValueProto.FromString(blob)
     kind = value.WhichOneof("val")
     if kind is None or kind == "null_val":
@@ -68,6 +70,8 @@ def _protobuf_number(blob: bytes) -> float:
 def decode_values(blobs: Sequence[bytes]) -> np.ndarray:
     """Serialized ``ValueProto`` numbers as float64 (NaN for unset values)."""
     n = len(blobs)
+    if n <= SMALL_BATCH:
+        return np.fromiter((_protobuf_number(b) for b in blobs), dtype="float64", count=n)
     lengths = np.fromiter(map(len, blobs), dtype="int64", count=n)
     out = np.full(n, np.nan)
     fits = lengths <= MAX_VALUE_BYTES
@@ -131,7 +135,10 @@ class SqliteOnlineReader:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Values of ``features`` per id (NaN when unknown) and the rows' event times (NaT)."""
         requested = np.asarray(ids, dtype="int64")
-        unique, position = np.unique(requested, return_inverse=True)
+        if len(requested) == 1:  # a single transaction: skip the sort
+            unique, position = requested, np.zeros(1, dtype=np.intp)
+        else:
+            unique, position = np.unique(requested, return_inverse=True)
         values = np.full((len(unique), len(features)), np.nan)
         stamps = np.full(len(unique), np.datetime64("NaT"), dtype="datetime64[us]")
         column = {name: j for j, name in enumerate(features)}

@@ -11,7 +11,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
 from ml import feature_store
-from ml.feature_store.sqlite_reader import SqliteOnlineReader, decode_values
+from ml.feature_store.sqlite_reader import SMALL_BATCH, SqliteOnlineReader, decode_values
 from ml.features import CUSTOMER_FEATURES
 
 AS_OF = dt.datetime(2018, 5, 2, tzinfo=dt.UTC)
@@ -44,18 +44,22 @@ def _feast_read(store, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
 
 def test_reader_equals_feast_online_read_on_edge_values(store) -> None:
     # Counts with one- to ten-byte varints (negative ints take ten), averages with NaN (stored
-    # as the empty Value), written through Feast's own write path.
-    counts = [0, 1, 127, 128, 300, 2**40 + 5, -1, -(2**62)]
-    frame = pd.DataFrame({"customer_id": np.arange(1, len(counts) + 1, dtype="int64")})
+    # as the empty Value), written through Feast's own write path; enough entities that the
+    # values go through the vectorised decoding, and single reads through protobuf's parser.
+    edges = [0, 1, 127, 128, 300, 2**40 + 5, -1, -(2**62)]
+    rng = np.random.default_rng(3)
+    counts = np.concatenate([edges, rng.integers(-(2**50), 2**50, 32)]).astype("int64")
+    n = len(counts)
+    frame = pd.DataFrame({"customer_id": np.arange(1, n + 1, dtype="int64")})
     for j, name in enumerate(CUSTOMER_FEATURES):
         if "_nb_tx_" in name:
-            frame[name] = np.roll(np.array(counts, dtype="int64"), j)
+            frame[name] = np.roll(counts, j)
         else:
-            frame[name] = np.where(np.arange(len(counts)) == j, np.nan, 0.25 * frame.customer_id)
-    frame["feature_timestamp"] = [AS_OF + dt.timedelta(hours=i) for i in range(len(counts))]
+            frame[name] = np.where(np.arange(n) % 7 == j, np.nan, rng.normal(size=n) * 1e3)
+    frame["feature_timestamp"] = [AS_OF + dt.timedelta(hours=i) for i in range(n)]
     store.write_to_online_store("customer_features", frame)
 
-    ids = [3, 1, 99_999, 3, 8, 2, 4, 5, 6, 7]  # an unknown id and a repeated one
+    ids = [3, 1, 99_999, 3, *range(2, n + 1)]  # an unknown id and a repeated one
     reader = SqliteOnlineReader(store, ["customer_id"])
     fv = store.get_feature_view("customer_features")
     values, stamps = reader.read(fv, "customer_id", ids, CUSTOMER_FEATURES)
@@ -65,6 +69,11 @@ def test_reader_equals_feast_online_read_on_edge_values(store) -> None:
     assert np.isnan(values[2]).all() and np.isnat(stamps[2])
     assert values[0].tolist() == values[3].tolist()
     assert stamps[0] == np.datetime64("2018-05-02T02:00:00", "us")
+    for entity in (1, 6, 8, 99_999):
+        one, stamp = reader.read(fv, "customer_id", [entity], CUSTOMER_FEATURES)
+        want_one, want_stamp = _feast_read(store, [entity])
+        np.testing.assert_array_equal(one, want_one)
+        np.testing.assert_array_equal(stamp, want_stamp)
 
 
 def test_reader_serves_the_latest_write_of_an_entity(store) -> None:
@@ -81,15 +90,22 @@ def test_reader_serves_the_latest_write_of_an_entity(store) -> None:
     assert stamps[0] == np.datetime64(AS_OF.replace(tzinfo=None) + dt.timedelta(days=1), "us")
 
 
-def test_decode_values_falls_back_to_protobuf_for_other_layouts() -> None:
-    blobs = [
-        Value(float_val=1.5).SerializeToString(),
-        Value(int32_val=-7).SerializeToString(),
-        Value(bool_val=True).SerializeToString(),
-        Value(double_val=-0.125).SerializeToString(),
-        Value(int64_val=2**63 - 1).SerializeToString(),
-        b"",
+def test_decode_values_vectorised_equals_protobuf_for_every_layout() -> None:
+    rng = np.random.default_rng(5)
+    protos = [
+        Value(float_val=1.5),
+        Value(int32_val=-7),
+        Value(bool_val=True),
+        Value(double_val=-0.125),
+        Value(int64_val=2**63 - 1),
+        Value(),
+        *[Value(int64_val=int(v)) for v in rng.integers(-(2**62), 2**62, 50)],
+        *[Value(double_val=float(v)) for v in rng.normal(size=50)],
     ]
-    decoded = decode_values(blobs)
-    assert decoded[:5].tolist() == [1.5, -7.0, 1.0, -0.125, float(2**63 - 1)]
-    assert np.isnan(decoded[5])
+    blobs = [p.SerializeToString() for p in protos]
+    vectorised = decode_values(blobs)
+    assert len(blobs) > SMALL_BATCH
+    one_by_one = np.concatenate([decode_values([b]) for b in blobs])
+    np.testing.assert_array_equal(vectorised, one_by_one)
+    assert vectorised[:5].tolist() == [1.5, -7.0, 1.0, -0.125, float(2**63 - 1)]
+    assert np.isnan(vectorised[5])
