@@ -3,6 +3,10 @@
 Requests that arrive while a batch is being scored wait for the next one, which then serves
 all of them with one feature lookup and one model call. No request waits for a timer: an idle
 service scores a lone request at once, a busy one amortises the per-call cost over many.
+Before a batch starts, the batcher yields to the event loop until two iterations pass without
+a new arrival: requests already received reach the queue over consecutive iterations, and
+taking the queue at the first one split 8 concurrent clients into batches of 1 to 5 (measured:
+500 instead of 780 requests/s, every later batch paying the fixed cost of a lookup).
 
 The batch runs on the event-loop thread, not on a worker thread: scoring is CPU-bound Python,
 and handing it to a thread makes it fight the busy event loop for the GIL at every release
@@ -20,6 +24,12 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 BatchFn = Callable[[Sequence[In], Sequence[float]], Sequence[Out]]
+
+# A request whose bytes have arrived reaches the queue within a few loop iterations (its task
+# starts, runs the middlewares and the parsing): a batch starts once that many iterations pass
+# without a new arrival, so requests arriving in consecutive iterations share it.
+SETTLE_QUIET_YIELDS = 2
+SETTLE_MAX_YIELDS = 32
 
 
 class MicroBatcher(Generic[In, Out]):
@@ -39,9 +49,19 @@ class MicroBatcher(Generic[In, Out]):
             self._worker = asyncio.create_task(self._drain())
         return await future
 
+    async def _settle(self) -> None:
+        """Yield to the event loop while requests keep reaching the queue (no timer)."""
+        size, quiet = len(self._queue), 0
+        for _ in range(SETTLE_MAX_YIELDS):
+            if quiet >= SETTLE_QUIET_YIELDS or len(self._queue) >= self.max_size:
+                return
+            await asyncio.sleep(0)
+            grew = len(self._queue) > size
+            size, quiet = len(self._queue), 0 if grew else quiet + 1
+
     async def _drain(self) -> None:
         # Let the handlers that are ready enqueue first, so they share this batch.
-        await asyncio.sleep(0)
+        await self._settle()
         while self._queue:
             batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size :]
             items = [item for item, _, _ in batch]
@@ -56,4 +76,4 @@ class MicroBatcher(Generic[In, Out]):
             for (_, _, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            await asyncio.sleep(0)
+            await self._settle()
