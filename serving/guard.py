@@ -1,11 +1,14 @@
-"""ASGI middleware in front of the API routes: API keys, per-key rate limit, body size, type.
+"""ASGI middleware in front of the API routes: API keys, per-key rate limit, body size, type,
+and the request timeout.
 
 It answers 401, 429, 413 and 415 with a JSON error before any parsing, so bad or abusive
-requests cost little and never reach the model. Probes and /metrics stay open.
+requests cost little and never reach the model. Probes and /metrics stay open. A request that
+has not started its answer within the timeout gets a 504.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -134,3 +137,56 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class RequestTimeoutMiddleware:
+    """BentoML's ``traffic.timeout`` middleware, with its timer cancelled when a request ends.
+
+    BentoML's own arms a timer per request and never cancels it: every request's future,
+    context and tracing span stayed alive for the whole timeout (30 s), hundreds of thousands
+    of objects that each full garbage collection walked, stopping the worker for 100-400 ms
+    under load. Same contract: a request that has not started its answer within ``timeout``
+    seconds gets a 504 with a JSON error. ``install_request_timeout`` puts it in BentoML's place.
+    """
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request; answer 504 if it has not responded when the timer fires."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        responded = expired = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal responded
+            responded = True
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, tracked_send))
+
+        def expire() -> None:
+            nonlocal expired
+            if not responded:
+                expired = True
+                task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.timeout, expire)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            await _reply(send, 504, f"not able to answer within {self.timeout:g} seconds")
+        finally:
+            timer.cancel()
+
+
+def install_request_timeout() -> None:
+    """Make BentoML build its HTTP apps with :class:`RequestTimeoutMiddleware`."""
+    from bentoml._internal.server.http import traffic
+
+    # BentoML imports the class from this module each time it assembles an app.
+    traffic.TimeoutMiddleware = RequestTimeoutMiddleware

@@ -70,6 +70,11 @@ class ServiceProcess:
             f"the service did not answer within {timeout:.0f} s; see {self.log_path}"
         )
 
+    def _log_tail(self, lines: int = 40) -> str:
+        """The last lines of the server's log (why it did not start)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
     def stop(self, timeout: float = 60.0) -> int:
         """Graceful shutdown (SIGTERM: the prediction log is flushed); returns the exit code."""
         if self.process is None:
