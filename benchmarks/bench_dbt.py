@@ -37,6 +37,7 @@ from typing import Any
 import psutil
 
 from benchmarks.common import PeakMemory, write_figures
+from fraudops.environ import exported
 from fraudops.settings import REPO_ROOT, Settings, get_settings
 
 DBT_PROJECT = REPO_ROOT / "dbt_project"
@@ -117,18 +118,9 @@ def _dbt(settings: Settings, *args: str) -> dict[str, Any]:
 def _dbt_process_state(settings: Settings):
     """Environment and working folder a dbt invocation in this process needs, then restored."""
     env = _dbt_paths(settings)
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        # profiles.yml's module_paths (the Delta plugin) are relative to the project folder.
-        with contextlib.chdir(DBT_PROJECT):
-            yield env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # profiles.yml's module_paths (the Delta plugin) are relative to the project folder.
+    with exported(env), contextlib.chdir(DBT_PROJECT):
+        yield env
 
 
 def _invoke_in_process(settings: Settings, *args: str) -> tuple[float, dict[str, str]]:

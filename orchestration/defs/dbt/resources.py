@@ -1,7 +1,6 @@
 """The dbt project, its generated manifest and the environment dbt runs with."""
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +8,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
+from fraudops.environ import exported
 from fraudops.settings import REPO_ROOT, Settings
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -62,16 +62,8 @@ def dbt_environment(settings: Settings | None) -> Iterator[None]:
     DbtCliResource hands ``os.environ`` to the dbt subprocess and has no per-call env.
     """
     updates = dbt_env(settings) if settings else {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    saved = {key: os.environ.get(key) for key in updates}
-    os.environ.update(updates)
-    try:
+    with exported(updates):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def dbt_resource(project: DbtProject) -> DbtCliResource:
