@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import gc
 import json
 import os
@@ -150,15 +149,10 @@ def _dbt_in_process(settings: Settings, *args: str) -> dict[str, Any]:
 
 def _prepare(settings: Settings) -> float:
     """Simulate and ingest every day of ``settings`` into its lakehouse; seconds taken."""
-    from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+    from lakehouse.ingestion import ingest_simulation
 
     started = time.perf_counter()
-    lakehouse = Lakehouse(settings)
-    for name in ("customers", "terminals"):
-        ingest_master_data(lakehouse, name)
-    days = [settings.sim_start_date + dt.timedelta(days=i) for i in range(settings.sim_days)]
-    for feed in ("transactions", "fraud_reports"):
-        ingest_feed(lakehouse, feed, days)
+    ingest_simulation(settings)
     return time.perf_counter() - started
 
 

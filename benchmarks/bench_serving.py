@@ -33,7 +33,7 @@ import uvloop
 from benchmarks.common import write_figures
 from benchmarks.loadgen import closed_loop, encode_post, open_loop
 from fraudops.settings import get_settings
-from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+from lakehouse.ingestion import ingest_simulation
 from tests.serving import fixtures as fx
 
 KEY = "bench-key"
@@ -43,12 +43,7 @@ SIM = {"sim_customers": 500, "sim_terminals": 1_000, "sim_days": 40}
 
 def _sandbox(root: Path) -> tuple[dict[str, str], fx.TinyWorld]:
     settings = get_settings(home=root / "lake", **SIM)
-    lakehouse = Lakehouse(settings)
-    for name in ("customers", "terminals"):
-        ingest_master_data(lakehouse, name)
-    days = [settings.sim_start_date + dt.timedelta(days=i) for i in range(settings.sim_days)]
-    for feed in ("transactions", "fraud_reports"):
-        ingest_feed(lakehouse, feed, days)
+    ingest_simulation(settings)
     world = fx.build_world(settings)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     fx.register_scoring_model(uri, root, world)

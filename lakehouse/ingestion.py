@@ -186,3 +186,14 @@ def ingest_feed(
     for reason in quarantined.column("reason").to_pylist():
         report.reasons[reason] = report.reasons.get(reason, 0) + 1
     return report
+
+
+def ingest_simulation(settings: Settings) -> Lakehouse:
+    """Ingest the master data and every simulated day of both feeds of ``settings``."""
+    lakehouse = Lakehouse(settings)
+    for name in ("customers", "terminals"):
+        ingest_master_data(lakehouse, name)
+    days = [settings.sim_start_date + dt.timedelta(days=i) for i in range(settings.sim_days)]
+    for feed in ("transactions", "fraud_reports"):
+        ingest_feed(lakehouse, feed, days)
+    return lakehouse

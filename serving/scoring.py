@@ -20,6 +20,8 @@ from serving.models import CHALLENGER, CHAMPION, ModelSource
 from serving.schemas import ScoreResult, Transaction
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# Where the entity features sit among the model's inputs.
+ENTITY_POSITIONS = [FEATURE_COLUMNS.index(f) for f in ENTITY_FEATURES]
 MICROSECOND = dt.timedelta(microseconds=1)
 
 
@@ -38,11 +40,10 @@ def model_inputs(
     epoch_us: np.ndarray, amounts: np.ndarray, entity_values: np.ndarray
 ) -> np.ndarray:
     """The 15 FEATURE_COLUMNS as a float64 matrix: request-time (shared with training) + entity."""
-    request = request_time_features(epoch_us, amounts)
     out = np.empty((len(amounts), len(FEATURE_COLUMNS)), dtype="float64")
-    for name, values in request.items():
+    for name, values in request_time_features(epoch_us, amounts).items():
         out[:, FEATURE_COLUMNS.index(name)] = values
-    out[:, [FEATURE_COLUMNS.index(f) for f in ENTITY_FEATURES]] = entity_values
+    out[:, ENTITY_POSITIONS] = entity_values
     return out
 
 

@@ -53,16 +53,12 @@ def _amount_too_large(index: int | None, limit: float) -> ValidationError:
     )
 
 
-# Scoring calls after which the worker freezes its heap a second time (see _freeze_heap).
-WARM_UP_CALLS = 200
-
-
 def _freeze_heap() -> None:
     """Move every live object out of the garbage collector's full passes.
 
-    What the worker holds after start-up (libraries, models, registry and store clients) and
-    after its first requests lives as long as the process; without this, each full collection
-    walks all of it and stops the worker for 100-400 ms (the p99 of the benchmarks).
+    What the worker holds after start-up (libraries, models, registry and store clients) lives
+    as long as the process; without this, each full collection walks all of it and stopped the
+    worker for about 0.4 s now and then (the p99 of an open-loop benchmark run).
     """
     gc.collect()
     gc.freeze()
@@ -83,7 +79,6 @@ class FraudScoring:
         self.runtime = ScoringRuntime(self.settings, on_reload=self.metrics.set_versions)
         self.metrics.set_versions(self.runtime.models.versions())
         self.batcher = MicroBatcher(self._score_now, self.settings.serving_max_batch)
-        self._calls_until_freeze = WARM_UP_CALLS
         _freeze_heap()
 
     def _check_amounts(self, transactions: list[Transaction], single: bool) -> None:
@@ -98,10 +93,6 @@ class FraudScoring:
         scored = self.runtime.score(transactions, started)
         rows = scored.log_rows
         self.metrics.count(rows["decision"], rows["served_by"], rows["degraded"])
-        self._calls_until_freeze -= 1
-        if self._calls_until_freeze == 0:
-            # The web stack imports and caches lazily on its first requests: freeze that too.
-            _freeze_heap()
         return scored.results
 
     async def _guarded(self, call: Awaitable[Any]) -> Any:

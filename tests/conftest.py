@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import socket
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from fraudops.settings import Settings, get_settings
-from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+from lakehouse.ingestion import Lakehouse, ingest_simulation
 
 TINY = {"sim_customers": 60, "sim_terminals": 120, "sim_days": 45}
 
@@ -45,13 +44,7 @@ def tmp_settings(tmp_path) -> Settings:
 def tiny_lakehouse(tmp_path_factory) -> Lakehouse:
     """A lakehouse with every raw table ingested for the whole tiny simulation (read-only)."""
     settings = get_settings(home=tmp_path_factory.mktemp("tiny") / "var", **TINY)
-    lakehouse = Lakehouse(settings)
-    days = [settings.sim_start_date + dt.timedelta(days=i) for i in range(settings.sim_days)]
-    for name in ("customers", "terminals"):
-        ingest_master_data(lakehouse, name)
-    for feed in ("transactions", "fraud_reports"):
-        ingest_feed(lakehouse, feed, days)
-    return lakehouse
+    return ingest_simulation(settings)
 
 
 def _reachable(host: str, port: int) -> bool:

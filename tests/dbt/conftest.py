@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fraudops.settings import Settings, get_settings
-from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+from lakehouse.ingestion import ingest_simulation
 from lakehouse.source import extract_path
 from orchestration.defs.dbt.resources import DBT_PROJECT_DIR, dbt_env
 
@@ -82,12 +82,7 @@ def dbt_lakehouse(tiny_lakehouse, tmp_path_factory) -> Settings:
     )
     shutil.copytree(source.landing_path, settings.landing_path)
     _inject_bad_rows(settings, settings.sim_start_date + dt.timedelta(days=BAD_DAY_OFFSET))
-    lakehouse = Lakehouse(settings)
-    for name in ("customers", "terminals"):
-        ingest_master_data(lakehouse, name)
-    days = [settings.sim_start_date + dt.timedelta(days=i) for i in range(settings.sim_days)]
-    for feed in ("transactions", "fraud_reports"):
-        ingest_feed(lakehouse, feed, days)
+    ingest_simulation(settings)
     result = run_dbt(settings, "build")
     assert result.returncode == 0, result.stdout[-4000:]
     return settings
