@@ -18,20 +18,42 @@
     {{ return(var('from_date') is not none and var('from_date') | string | length > 0) }}
 {%- endmacro %}
 
-{#- SQL predicate: in an incremental run, `column` (a date) reaches back far enough to rebuild
-    every as-of day from from_date + 1 on; in a full run, always true. -#}
-{% macro within_lookback(column) -%}
+{#- SQL: the first day of the month of the date expression `day`. Marts are partitioned by
+    month, so an incremental run rebuilds whole months. -#}
+{% macro month_of(day) -%}
+    cast(date_trunc('month', {{ day }}) as date)
+{%- endmacro %}
+
+{#- SQL: the first as-of day an incremental run rebuilds, the start of the month of
+    from_date + 1 (the first as-of day the changed raw day can affect). -#}
+{% macro first_rebuilt_as_of_day() -%}
+    {{ month_of("date '" ~ var('from_date') ~ "' + 1") }}
+{%- endmacro %}
+
+{#- SQL predicate: the as-of day `column` is one an incremental run rebuilds; in a full run,
+    always true. -#}
+{% macro is_rebuilt_as_of_day(column) -%}
     {%- if is_incremental_run() -%}
-        {{ column }} >= date '{{ var("from_date") }}' - {{ lookback_days() }}
+        {{ column }} >= {{ first_rebuilt_as_of_day() }}
     {%- else -%}
         true
     {%- endif -%}
 {%- endmacro %}
 
-{#- SQL predicate: the as-of day `column` is one an incremental run rebuilds. -#}
-{% macro is_rebuilt_as_of_day(column) -%}
+{#- SQL predicate: the as-of day `column` is rebuilt, or inside the windows of a rebuilt one. -#}
+{% macro is_in_rebuilt_windows(column) -%}
     {%- if is_incremental_run() -%}
-        {{ column }} >= date '{{ var("from_date") }}' + 1
+        {{ column }} >= {{ first_rebuilt_as_of_day() }} - {{ lookback_days() }}
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- SQL predicate: the transaction day `column` is one an incremental run relabels: labels
+    arrive within the lookback, so from the month of from_date - lookback on. -#}
+{% macro is_relabelled_day(column) -%}
+    {%- if is_incremental_run() -%}
+        {{ column }} >= {{ month_of("date '" ~ var('from_date') ~ "' - " ~ lookback_days()) }}
     {%- else -%}
         true
     {%- endif -%}

@@ -1,10 +1,10 @@
 """Incremental, per-day materialization of the entity feature views into the online store.
 
-Feast's own ``materialize`` reads the whole source for every call and filters it; our marts are
-partitioned by ``feature_date``, so one day is one partition. This path reads exactly that
-partition, writes it into Feast's online store in Feast's exact format, then records the
-interval in the Feast registry, which stays the source of truth for what is materialized
-(``feast`` CLI and UI show it). The online store keeps the latest row per entity, so days only
+Feast's own ``materialize`` reads the whole source for every call and filters it; this path
+reads one ``feature_date`` of each mart (the marts are partitioned by month, and the Delta log's
+per-file statistics of ``feature_date`` limit the read to that month's files), writes it into
+Feast's online store in Feast's exact format, then records the interval in the Feast registry,
+which stays the source of truth for what is materialized (``feast`` CLI and UI show it). The online store keeps the latest row per entity, so days only
 move forward: a day at or before the latest materialized one is skipped, and of a backfill only
 the days still inside the views' TTL of the newest day are written (the marts hold a row per
 entity and day, so older rows would be overwritten and already expired).
@@ -35,7 +35,7 @@ from ml.feature_store import redis_writer, sqlite_writer
 from ml.feature_store.online_codec import encode_batch
 
 ENTITY_VIEWS = {"customer_features": "customer_id", "terminal_features": "terminal_id"}
-PARTITION = "feature_date"
+AS_OF_DAY = "feature_date"
 # Rows per online write batch: bounded memory, and Redis pipelines of a sensible size.
 WRITE_BATCH_ROWS = 10_000
 
@@ -71,9 +71,9 @@ def mart_table(settings: Settings, name: str) -> DeltaTable:
 
 
 def mart_days(settings: Settings, view: str) -> list[dt.date]:
-    """The as-of days (partition values) present in the mart behind ``view``."""
+    """The as-of days present in the mart behind ``view``."""
     table = mart_table(settings, view)
-    values = table.to_pyarrow_table(columns=[PARTITION]).column(PARTITION).unique()
+    values = table.to_pyarrow_table(columns=[AS_OF_DAY]).column(AS_OF_DAY).unique()
     return sorted(values.to_pylist())
 
 
@@ -119,7 +119,7 @@ def _write_day(
     """Write one as-of day of ``fv`` to the online store; the number of entity rows."""
     columns = [key, fv.batch_source.timestamp_field, *[f.name for f in fv.features]]
     table = mart_table(settings, fv.name).to_pyarrow_table(
-        columns=columns, filters=[(PARTITION, "=", day)]
+        columns=columns, filters=[(AS_OF_DAY, "=", day)]
     )
     batches = table.to_batches(max_chunksize=WRITE_BATCH_ROWS)
     writer = _bulk_writer(store)

@@ -107,8 +107,8 @@ def test_labelled_transactions_carry_request_time_features_and_known_labels(dbt_
 @pytest.mark.parametrize(
     ("name", "key", "features", "partition"),
     [
-        ("customer_features", "customer_id", CUSTOMER_FEATURES, "feature_date"),
-        ("terminal_features", "terminal_id", TERMINAL_FEATURES, "feature_date"),
+        ("customer_features", "customer_id", CUSTOMER_FEATURES, "feature_month"),
+        ("terminal_features", "terminal_id", TERMINAL_FEATURES, "feature_month"),
     ],
 )
 def test_feature_marts_follow_the_contract_schema(dbt_lakehouse, name, key, features, partition):
@@ -116,7 +116,7 @@ def test_feature_marts_follow_the_contract_schema(dbt_lakehouse, name, key, feat
     schema = table.schema().to_arrow()
     expected = [(key, pa.int64()), *ENTITY_SCHEMA] + [
         (f, pa.int64() if "_nb_tx_" in f else pa.float64()) for f in features
-    ]
+    ] + [(partition, pa.date32())]
     assert [(f.name, pa.field(f).type) for f in schema] == expected
     assert table.metadata().partition_columns == [partition]
 
@@ -136,8 +136,9 @@ def test_labelled_transactions_follow_the_contract_schema(dbt_lakehouse):
         "is_fraud": pa.int8(),
         "fraud_scenario": pa.int8(),
         "label_available_at": TS,
+        "tx_month": pa.date32(),
     }
-    assert table.metadata().partition_columns == ["tx_date"]
+    assert table.metadata().partition_columns == ["tx_month"]
 
 
 def test_quarantined_rows_never_reach_the_marts(dbt_lakehouse):

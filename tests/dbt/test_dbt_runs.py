@@ -33,9 +33,9 @@ def test_incremental_run_replaces_only_later_partitions_and_equals_a_full_build(
     assert result.returncode == 0, result.stdout[-4000:]
     history = DeltaTable(uri).history(1)[0]
     assert DeltaTable(uri).version() == before + 1
-    # Only the as-of days from from_date + 1 on were rewritten, in one commit.
-    first_rebuilt = (from_date + dt.timedelta(days=1)).isoformat()
-    assert first_rebuilt in history["operationParameters"]["predicate"]
+    # Only the months from the one of from_date + 1 on were rewritten, in one commit.
+    first_rebuilt = (from_date + dt.timedelta(days=1)).replace(day=1).isoformat()
+    assert history["operationParameters"]["predicate"] == f"feature_month >= '{first_rebuilt}'"
     for name in MARTS:
         pd.testing.assert_frame_equal(_mart(settings, name), _mart(dbt_lakehouse, name))
 

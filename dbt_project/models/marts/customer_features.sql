@@ -1,4 +1,4 @@
-{{ delta_mart_config(partition_by='feature_date') }}
+{{ delta_mart_config(partition_by='feature_month') }}
 
 -- One row per customer and as-of day D (feature_timestamp = D 00:00 UTC, the state at the end
 -- of day D - 1): count and mean amount of the customer's transactions on days D-w .. D-1.
@@ -19,7 +19,7 @@ days as (
         cast(feature_date as timestamptz) as feature_timestamp,
 
     from {{ ref('int_calendar__as_of_days') }}
-    where {{ within_lookback('feature_date') }}
+    where {{ is_in_rebuilt_windows('feature_date') }}
 
 ),
 
@@ -85,6 +85,8 @@ final as (
             when nb_tx_{{ w }}d > 0 then sum_amount_{{ w }}d / nb_tx_{{ w }}d else 0.0
         end as customer_id_avg_amount_{{ w }}day_window,
         {% endfor %}
+        -- The Delta partition: one per month (daily files would be tiny).
+        {{ month_of('feature_date') }} as feature_month,
 
     from windowed
     where {{ is_rebuilt_as_of_day('feature_date') }}

@@ -1,4 +1,4 @@
-{{ delta_mart_config(partition_by='tx_date') }}
+{{ delta_mart_config(partition_by='tx_month') }}
 
 -- Every valid transaction with its request-time features and its label as currently known.
 -- The label is known from label_available_at on; rows whose label_available_at is after the
@@ -9,7 +9,7 @@ transactions as (
 
     select * from {{ ref('stg_lakehouse__transactions') }}
     -- Incremental runs rebuild the days whose labels may have arrived since from_date.
-    where {{ within_lookback('tx_date') }}
+    where {{ is_relabelled_day('tx_date') }}
 
 ),
 
@@ -34,6 +34,8 @@ labelled as (
         cast(reports.transaction_id is not null as tinyint) as is_fraud,
         cast(coalesce(reports.fraud_scenario, 0) as tinyint) as fraud_scenario,
         transactions.tx_datetime + to_days({{ label_delay_days() }}) as label_available_at,
+        -- The Delta partition: one per month (daily files would be tiny).
+        {{ month_of('transactions.tx_date') }} as tx_month,
 
     from transactions
     left join reports on reports.transaction_id = transactions.transaction_id

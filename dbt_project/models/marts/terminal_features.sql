@@ -1,4 +1,4 @@
-{{ delta_mart_config(partition_by='feature_date') }}
+{{ delta_mart_config(partition_by='feature_month') }}
 
 -- One row per terminal and as-of day D (feature_timestamp = D 00:00 UTC): over the days
 -- D-delay-w .. D-delay-1 (labels are not known sooner), the terminal's transaction count and
@@ -20,7 +20,7 @@ days as (
         cast(feature_date as timestamptz) as feature_timestamp,
 
     from {{ ref('int_calendar__as_of_days') }}
-    where {{ within_lookback('feature_date') }}
+    where {{ is_in_rebuilt_windows('feature_date') }}
 
 ),
 
@@ -92,6 +92,8 @@ final as (
             else 0.0
         end as terminal_id_risk_{{ w }}day_window,
         {% endfor %}
+        -- The Delta partition: one per month (daily files would be tiny).
+        {{ month_of('windowed.feature_date') }} as feature_month,
 
     from windowed
     left join frauds
