@@ -4,10 +4,11 @@ Feast's own ``materialize`` reads the whole source for every call and filters it
 reads one ``feature_date`` of each mart (the marts are partitioned by month, and the Delta log's
 per-file statistics of ``feature_date`` limit the read to that month's files), writes it into
 Feast's online store in Feast's exact format, then records the interval in the Feast registry,
-which stays the source of truth for what is materialized (``feast`` CLI and UI show it). The online store keeps the latest row per entity, so days only
-move forward: a day at or before the latest materialized one is skipped, and of a backfill only
-the days still inside the views' TTL of the newest day are written (the marts hold a row per
-entity and day, so older rows would be overwritten and already expired).
+which stays the source of truth for what is materialized (``feast`` CLI and UI show it). The
+online store keeps the latest row per entity, so days only move forward: a day at or before the
+latest materialized one is skipped, and of a backfill only the days still inside the views' TTL
+of the newest day are written (the marts hold a row per entity and day, so older rows would be
+overwritten and already expired).
 
 Writing: Feast's SQLite and Redis stores serialize one protobuf per value and write one row per
 entity and feature (SQLite) or one hash per entity (Redis) in Python loops. For those two stores
