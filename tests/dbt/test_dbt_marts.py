@@ -114,9 +114,11 @@ def test_labelled_transactions_carry_request_time_features_and_known_labels(dbt_
 def test_feature_marts_follow_the_contract_schema(dbt_lakehouse, name, key, features, partition):
     table = DeltaTable(dbt_lakehouse.table_uri("marts", name))
     schema = table.schema().to_arrow()
-    expected = [(key, pa.int64()), *ENTITY_SCHEMA] + [
-        (f, pa.int64() if "_nb_tx_" in f else pa.float64()) for f in features
-    ] + [(partition, pa.date32())]
+    expected = (
+        [(key, pa.int64()), *ENTITY_SCHEMA]
+        + [(f, pa.int64() if "_nb_tx_" in f else pa.float64()) for f in features]
+        + [(partition, pa.date32())]
+    )
     assert [(f.name, pa.field(f).type) for f in schema] == expected
     assert table.metadata().partition_columns == [partition]
 
