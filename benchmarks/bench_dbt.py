@@ -37,6 +37,7 @@ from typing import Any
 import psutil
 
 from benchmarks.common import PeakMemory, write_figures
+from benchmarks.duckdb_floor import replay_seconds
 from fraudops.environ import exported
 from fraudops.settings import REPO_ROOT, Settings, get_settings
 
@@ -189,6 +190,7 @@ def _figures(
     cli_runs: list[dict],
     api_runs: list[dict],
     build: dict,
+    replay: dict[str, float],
     pandas_seconds: float | None,
 ) -> dict[str, Any]:
     """The benchmark's figures: medians of the feature builds and their ratios to pandas."""
@@ -214,10 +216,14 @@ def _figures(
         "full_dbt_build_wall_seconds": round(build["wall"], 2),
         "full_dbt_build_peak_rss_mib": round(build["peak_mib"]),
         "model_seconds": {k: round(v, 2) for k, v in api_runs[-1]["models"].items()},
+        # The same SQL on DuckDB alone: what is left of the build without dbt.
+        "duckdb_replay_seconds_median": round(replay["total"], 2),
+        "duckdb_replay_step_seconds": {k: round(v, 3) for k, v in replay.items() if k != "total"},
         "pandas_reference_seconds": round(pandas_seconds, 2) if pandas_seconds else None,
         "speedup_vs_pandas_cli_wall": ratio(cli),
         "speedup_vs_pandas_in_process_wall": ratio(api),
         "speedup_vs_pandas_models": ratio(models),
+        "speedup_vs_pandas_duckdb_replay": ratio(replay["total"]),
         "cpu_count": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "targets": "scale 1: <= 30 s wall and >= 10x pandas; scale 10: completes, <= 6 GiB",
@@ -241,6 +247,10 @@ def _report(figures: dict[str, Any]) -> None:
             f"{figures['speedup_vs_pandas_in_process_wall']}x (in process), "
             f"{figures['speedup_vs_pandas_models']}x (model time)"
         )
+    replay = f"the same SQL on DuckDB alone: {figures['duckdb_replay_seconds_median']:.1f} s"
+    if figures["speedup_vs_pandas_duckdb_replay"]:
+        replay += f" ({figures['speedup_vs_pandas_duckdb_replay']}x pandas)"
+    print(replay)
 
 
 def main(
@@ -265,13 +275,14 @@ def main(
             # Alternated, so both see the same background load.
             cli_runs.append(_dbt(settings, "run", "--select", FEATURE_MARTS))
             api_runs.append(_dbt_in_process(settings, "run", "--select", FEATURE_MARTS))
+        replay = replay_seconds(Path(_dbt_paths(settings)["DBT_TARGET_PATH"]), repeat)
         build = _dbt(settings, "build")
         pandas_seconds = _pandas_reference(settings) if reference else None
     finally:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     figures = _figures(
-        scale, settings, n_tx, prepare_seconds, cli_runs, api_runs, build, pandas_seconds
+        scale, settings, n_tx, prepare_seconds, cli_runs, api_runs, build, replay, pandas_seconds
     )
     figures["repeat"] = repeat
     _report(figures)
