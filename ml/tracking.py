@@ -135,7 +135,8 @@ def log_dataset(data: TrainingData, frame: pd.DataFrame, context: str) -> None:
             digest=data.digest,
             targets="is_fraud",
         )
-    mlflow.log_input(dataset, context=context)
+        # The dataset's schema is inferred when it is logged.
+        mlflow.log_input(dataset, context=context)
 
 
 def log_scoring_model(model: ScoringModel, example: pd.DataFrame, workdir: Path) -> str:
