@@ -22,15 +22,15 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder
 
-# The profile's DuckDB settings (dbt_project/profiles.yml).
-SETTINGS = {"TimeZone": "UTC", "preserve_insertion_order": "false"}
+# The profile's DuckDB settings (dbt_project/profiles.yml), and no progress bar on stdout.
+SETTINGS = {"TimeZone": "UTC", "preserve_insertion_order": "false", "enable_progress_bar": "false"}
 
 
 def _executed_models(target: Path, manifest: dict) -> list[dict[str, Any]]:
     """The manifest nodes of the models the last run executed, in execution order."""
     results = json.loads((target / "run_results.json").read_text())["results"]
     return [
-        manifest["nodes"][r["unique_id"]] for r in results if r["unique_id"] in manifest["nodes"]
+        manifest["nodes"][r["unique_id"]] for r in results if r["unique_id"].startswith("model.")
     ]
 
 
@@ -68,8 +68,10 @@ def _replay(database: Path, sources: list[dict], models: list[dict], out: Path) 
                 f"COPY ({sql}) TO '{folder}' "
                 f"(FORMAT parquet, PARTITION_BY ({partition}), RETURN_STATS)"
             ).fetchall()
-        else:
+        elif kind in ("table", "view"):
             con.execute(f"CREATE {kind} {model['relation_name']} AS {sql}")
+        else:
+            raise ValueError(f"cannot replay the {kind} materialization of {model['name']}")
         seconds[model["name"]] = time.perf_counter() - step
     con.close()
     seconds["total"] = time.perf_counter() - started
