@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from serving.guard import RequestTimeoutMiddleware
+from serving.guard import RequestTimeoutMiddleware, install_request_timeout
 
 
 async def _call(app, timeout: float) -> list[dict]:
@@ -63,3 +63,17 @@ def test_the_timer_is_cancelled_once_the_request_ends() -> None:
         return [h for h in loop._scheduled if not h.cancelled()]
 
     assert asyncio.run(scenario()) == []
+
+
+def test_bentoml_builds_its_apps_with_the_replacement_middleware() -> None:
+    # The replacement works by patching a BentoML module: this fails if an upgrade moves the
+    # class or stops looking it up there when assembling an app.
+    from bentoml._internal.server.base_app import BaseAppFactory
+
+    class ProbeApp(BaseAppFactory):
+        name = "probe"
+
+    install_request_timeout()
+    middlewares = ProbeApp(timeout=5.0).middlewares
+    assert [m.cls for m in middlewares] == [RequestTimeoutMiddleware]
+    assert middlewares[0].kwargs == {"timeout": 5.0}
