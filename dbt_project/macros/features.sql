@@ -24,39 +24,41 @@
     cast(date_trunc('month', {{ day }}) as date)
 {%- endmacro %}
 
-{#- SQL: the first as-of day an incremental run rebuilds, the start of the month of
-    from_date + 1 (the first as-of day the changed raw day can affect). -#}
-{% macro first_rebuilt_as_of_day() -%}
-    {{ month_of("date '" ~ var('from_date') ~ "' + 1") }}
+{#- SQL: the first raw day that changed, given by --vars '{from_date: YYYY-MM-DD}'. -#}
+{% macro from_date() -%}
+    date '{{ var("from_date") }}'
 {%- endmacro %}
 
-{#- SQL predicate: the as-of day `column` is one an incremental run rebuilds; in a full run,
-    always true. -#}
-{% macro is_rebuilt_as_of_day(column) -%}
+{#- SQL predicate: in an incremental run, the date `column` is on or after `first_day` (SQL);
+    in a full run, always true. -#}
+{% macro incremental_from(column, first_day) -%}
     {%- if is_incremental_run() -%}
-        {{ column }} >= {{ first_rebuilt_as_of_day() }}
+        {{ column }} >= {{ first_day }}
     {%- else -%}
         true
     {%- endif -%}
+{%- endmacro %}
+
+{#- SQL: the first as-of day an incremental run rebuilds, the start of the month of
+    from_date + 1 (the first as-of day the changed raw day can affect). -#}
+{% macro first_rebuilt_as_of_day() -%}
+    {{ month_of(from_date() ~ ' + 1') }}
+{%- endmacro %}
+
+{#- SQL predicate: the as-of day `column` is one an incremental run rebuilds. -#}
+{% macro is_rebuilt_as_of_day(column) -%}
+    {{ incremental_from(column, first_rebuilt_as_of_day()) }}
 {%- endmacro %}
 
 {#- SQL predicate: the as-of day `column` is rebuilt, or inside the windows of a rebuilt one. -#}
 {% macro is_in_rebuilt_windows(column) -%}
-    {%- if is_incremental_run() -%}
-        {{ column }} >= {{ first_rebuilt_as_of_day() }} - {{ lookback_days() }}
-    {%- else -%}
-        true
-    {%- endif -%}
+    {{ incremental_from(column, first_rebuilt_as_of_day() ~ ' - ' ~ lookback_days()) }}
 {%- endmacro %}
 
 {#- SQL predicate: the transaction day `column` is one an incremental run relabels: labels
     arrive within the lookback, so from the month of from_date - lookback on. -#}
 {% macro is_relabelled_day(column) -%}
-    {%- if is_incremental_run() -%}
-        {{ column }} >= {{ month_of("date '" ~ var('from_date') ~ "' - " ~ lookback_days()) }}
-    {%- else -%}
-        true
-    {%- endif -%}
+    {{ incremental_from(column, month_of(from_date() ~ ' - ' ~ lookback_days())) }}
 {%- endmacro %}
 
 {#- Sum of `column` over the `days` grid rows ending at the current one (dense entity x day
