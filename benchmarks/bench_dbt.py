@@ -10,7 +10,9 @@ Delta commits): the ``dbt`` CLI as a subprocess, as Dagster and analysts run it 
 includes the interpreter start-up and dbt's imports, 2-4 s), and dbt's Python API
 (``dbtRunner``) in this process, as a notebook or a Python orchestrator drives it: like the
 pandas reference, it excludes imports (one untimed ``dbt parse`` loads dbt and the adapter
-first).
+first). To show where the time goes, it also replays the build's SQL on DuckDB alone
+(``benchmarks/duckdb_floor.py``) and times dbt's fixed cost: an in-process run of its smallest
+model.
 
 ``python -m benchmarks.bench_dbt`` simulates and ingests the data into a temporary folder
 first; ``--home PATH`` reuses a folder where ``fraudops demo`` already ingested it;
