@@ -7,7 +7,7 @@ completes with a peak memory <= 6 GiB.
 
 The feature build is timed two ways, each run a complete fresh build (parse, compile, run,
 Delta commits): the ``dbt`` CLI as a subprocess, as Dagster and analysts run it (wall time
-includes the interpreter start-up and dbt's imports, 2-4 s), and dbt's Python API
+includes the interpreter start-up and dbt's imports, several seconds), and dbt's Python API
 (``dbtRunner``) in this process, as a notebook or a Python orchestrator drives it: like the
 pandas reference, it excludes imports (one untimed ``dbt parse`` loads dbt and the adapter
 first). To show where the time goes, it also replays the build's SQL on DuckDB alone

@@ -33,7 +33,7 @@ SETTLE_MAX_YIELDS = 32
 
 
 class MicroBatcher(Generic[In, Out]):
-    """Funnels concurrent ``submit`` calls into calls of ``fn`` on a worker thread."""
+    """Funnels concurrent ``submit`` calls into batched calls of ``fn`` on the event loop."""
 
     def __init__(self, fn: BatchFn, max_size: int) -> None:
         self.fn = fn

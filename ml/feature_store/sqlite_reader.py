@@ -6,9 +6,9 @@ tens of milliseconds. This reader runs the same query on the same table and deco
 ``online_codec`` describes (and ``sqlite_writer`` writes) for a whole batch at once:
 ``int64_val`` varints and ``double_val`` fixed64 values vectorised, the empty ``ValueProto``
 as NaN, anything else (and reads of a few values, where it is cheaper) through Feast's
-protobuf class. Event times are read as stored (epoch
-seconds, UTC) rather than through Feast's converter, which reads them as local time. A test
-proves it returns what Feast's ``online_read`` returns.
+protobuf class. Event times are read as stored (epoch seconds, UTC) rather than through
+Feast's converter, which reads them as local time. A test proves it returns what Feast's
+``online_read`` returns.
 """
 
 from __future__ import annotations

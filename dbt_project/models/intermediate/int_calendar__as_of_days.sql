@@ -3,8 +3,8 @@
 {{ config(materialized='table') }}
 
 -- The as-of days to compute: feature_date D describes the end of day D - 1, for every ingested
--- day (so D runs from the first ingested day + 1 to the last + 1). A hole in the transactions feed stops the build here: windows
--- over a missing day would be silently wrong.
+-- day (so D runs from the first ingested day + 1 to the last + 1). A hole in the transactions
+-- feed stops the build here: windows over a missing day would be silently wrong.
 with
 
 partitions as (
