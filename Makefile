@@ -5,14 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FRAUDOPS_HOME ?= $(CURDIR)/var
-export DAGSTER_HOME ?= $(FRAUDOPS_HOME)/dagster
-export DAGSTER_DISABLE_TELEMETRY := true
-export BENTOML_DO_NOT_TRACK := true
-export DBT_SEND_ANONYMOUS_USAGE_STATS := false
-export DO_NOT_TRACK := 1
-export MLFLOW_ENABLE_TELEMETRY := false
 # The tools of the virtualenv (dbt, feast, dagster, bentoml, mlflow) for every target.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# The environment of the settings (telemetry opt-outs, DAGSTER_HOME, FRAUDOPS_*) comes from
+# one place, fraudops.environ, for the targets that start a tool. The assignment, unlike a bare
+# eval "$(...)", fails the recipe when the command fails (e.g. an invalid FRAUDOPS_* value).
+WITH_ENV = exports="$$($(BIN)/fraudops env)" && eval "$$exports" &&
+# The Feast CLI also needs feature_store.yaml's variables.
+WITH_FEAST_ENV = $(WITH_ENV) feast_exports="$$($(BIN)/python -m features.store env)" && eval "$$feast_exports" &&
 
 .PHONY: setup demo test bench lint format dev dbt feast-ui mlflow-ui serve clean
 
@@ -38,25 +38,27 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The Dagster UI keeps its default port, 3000; the scoring service listens on 3001 beside it.
 dev: setup
-	$(BIN)/dagster dev
+	$(WITH_ENV) $(BIN)/dagster dev --host 127.0.0.1 --port 3000
 
 dbt: setup
-	cd dbt_project && ../$(BIN)/dbt build
+	$(WITH_ENV) cd dbt_project && ../$(BIN)/dbt build
 
 feast-ui: setup
-	eval "$$($(BIN)/python -m ml.feature_store env)" && cd feature_repo && ../$(BIN)/feast ui --port 8888
+	$(WITH_FEAST_ENV) cd features/repo && ../../$(BIN)/feast ui --host 127.0.0.1 --port 8888
 
 mlflow-ui: setup
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(FRAUDOPS_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+	$(WITH_ENV) $(BIN)/mlflow ui --backend-store-uri "$$FRAUDOPS_MLFLOW_TRACKING_URI" --host 127.0.0.1 --port 5000
 
 serve: setup
-	$(BIN)/bentoml serve serving.service:FraudScoring --host 127.0.0.1 --port 3000
+	$(WITH_ENV) $(BIN)/bentoml serve serving.service:FraudScoring --host 127.0.0.1 --port 3001
 
 clean:
 	rm -rf var

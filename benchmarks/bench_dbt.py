@@ -1,8 +1,8 @@
 """dbt feature build (raw Delta -> feature marts in Delta) against the pandas reference.
 
-Targets (issue 3): at the reference scale (~1.75 M transactions) the feature build takes
-<= 30 s wall on 2 cores and is >= 10x faster than the pandas reference (ml/features.py) on the
-same data, measured in the same run; at 10x customers and terminals (~17.5 M transactions) it
+Targets: at the reference scale (~1.75 M transactions) the feature build takes <= 30 s wall on
+2 cores and is >= 10x faster than the pandas reference (features/definitions.py) on the same
+data, measured in the same run; at 10x customers and terminals (~17.5 M transactions) it
 completes with a peak memory <= 6 GiB.
 
 The feature build is timed two ways, each run a complete fresh build (parse, compile, run,
@@ -40,7 +40,7 @@ import psutil
 
 from benchmarks.common import PeakMemory, write_figures
 from benchmarks.duckdb_floor import replay_seconds
-from fraudops.environ import exported
+from fraudops.environ import exported, settings_env
 from fraudops.settings import REPO_ROOT, Settings, get_settings
 
 DBT_PROJECT = REPO_ROOT / "dbt_project"
@@ -81,10 +81,8 @@ class _ProcessTreePeak:
 
 def _dbt_paths(settings: Settings) -> dict[str, str]:
     """The environment of a benchmark dbt run: the settings and its own target/log folders."""
-    from orchestration.defs.dbt.resources import dbt_env
-
     return {
-        **dbt_env(settings),
+        **settings_env(settings),
         "DBT_TARGET_PATH": str(settings.home / "dbt" / "bench-target"),
         "DBT_LOG_PATH": str(settings.home / "dbt" / "bench-logs"),
     }
@@ -166,9 +164,9 @@ def _prepare(settings: Settings) -> float:
 
 
 def _pandas_reference(settings: Settings) -> float:
-    """Seconds for ml/features.py to compute both feature tables from the raw Delta tables."""
+    """Seconds for features/definitions.py to compute both feature tables from the raw tables."""
+    from features.definitions import as_of_timestamps, customer_features, terminal_features
     from lakehouse import delta
-    from ml.features import as_of_timestamps, customer_features, terminal_features
 
     started = time.perf_counter()
     read = lambda name: delta.read_table(settings.table_uri("raw", name)).to_pandas()  # noqa: E731

@@ -1,6 +1,6 @@
 """Ingestion of all 183 reference partitions in one Dagster run: wall time and peak memory.
 
-Target (issue): <= 60 s wall. Baseline in the same run: the same days ingested one partition
+Target: <= 60 s wall. Baseline in the same run: the same days ingested one partition
 per call (one Delta commit per day), as a per-partition backfill would.
 """
 
@@ -17,28 +17,22 @@ from pathlib import Path
 from benchmarks.common import PeakMemory, write_figures
 from fraudops.settings import get_settings
 from lakehouse import delta
-from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data, simulator_config
-from lakehouse.simulator import Simulator
+from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+from lakehouse.simulator import Simulator, SimulatorConfig
 from lakehouse.source import land_range
 
 
 def _dagster_single_run(home: Path) -> tuple[float, float, object]:
     import dagster as dg
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
 
     from orchestration.definitions import build_definitions
+    from orchestration.partitions import partition_range_tags
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     os.environ["FRAUDOPS_HOME"] = str(home)
     settings = get_settings()
     job = build_definitions().resolve_job_def("ingest")
-    tags = {
-        ASSET_PARTITION_RANGE_START_TAG: settings.sim_start_date.isoformat(),
-        ASSET_PARTITION_RANGE_END_TAG: settings.sim_end_date.isoformat(),
-    }
+    tags = partition_range_tags(settings.sim_start_date, settings.sim_end_date)
     with dg.instance_for_test() as instance, PeakMemory() as memory:
         started = time.perf_counter()
         result = job.execute_in_process(
@@ -74,7 +68,7 @@ def main() -> dict:
         settings = get_settings(home=single_home)
         started = time.perf_counter()
         land_range(
-            Simulator(simulator_config(settings)),
+            Simulator(SimulatorConfig.from_settings(settings)),
             settings.landing_path,
             settings.sim_start_date,
             settings.sim_end_date,

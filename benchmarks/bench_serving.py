@@ -1,18 +1,22 @@
-"""Online scoring on loopback: latency and throughput of the real service, and two baselines.
+"""Online scoring on loopback: latency and throughput of the real service, and baselines.
 
 Phases (closed loop = N clients each waiting for its answer; open loop = requests sent on a
 fixed schedule, latency counted from the scheduled send time so queueing is not hidden):
 ``/v1/score`` closed loop at concurrency 1, 8 and 32; open loop at 200 requests/s;
 ``/v1/score/batch`` (1,000 transactions per request) closed loop at concurrency 2.
-Baselines in the same run: in-process feature lookup + predict (no HTTP) and a trivial BentoML
-echo service with the same schema. Targets (issue 6, 2 cores): >= 300 requests/s at
-concurrency 8 and at least half the echo service's; p99 <= 50 ms at 200 requests/s; zero
-errors; >= 20,000 transactions/s in batches.
+Baselines in the same run: in-process feature lookup + predict (no HTTP), a trivial BentoML
+echo service with the same schema, and concurrency 8 again on a second service whose
+prediction-log journal is off (``FRAUDOPS_SERVING_JOURNAL=false``): the cost of making every
+answer durable before it goes out. Every request carries a transaction id of its own, as live
+traffic does (the prediction log keeps one row per id, so repeated ids would be cheaper).
+Targets (2 cores): >= 300 requests/s at concurrency 8 and at least half the echo
+service's; p99 <= 50 ms at 200 requests/s; zero errors; >= 20,000 transactions/s in batches.
 
 The sandbox is built like the serving tests': the tiny simulated lakehouse, reference
-features from ml/features.py in a SQLite Feast online store, and as champion in a SQLite MLflow
-registry the production model type (an XGBoost ScoringModel pyfunc, trained on the tiny data).
-``--seconds`` shortens every phase.
+features from features/definitions.py in a SQLite Feast online store, and as champion in a
+SQLite MLflow registry the production model type (an XGBoost ScoringModel pyfunc, trained on
+the tiny data). ``--seconds`` shortens every phase; ``--phases`` runs some of them (e.g.
+``c8,echo``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +42,13 @@ from lakehouse.ingestion import ingest_simulation
 from tests.serving import fixtures as fx
 
 KEY = "bench-key"
+ECHO_SERVICE = "benchmarks.echo_service:Echo"
 HEADERS = {"X-API-Key": KEY}
 SIM = {"sim_customers": 500, "sim_terminals": 1_000, "sim_days": 40}
+PHASES = ("in_process", "c1", "c8", "c32", "open", "batch", "echo", "c8_journal_off")
+# Requests prepared per second of a phase: more than any phase answers, so no id repeats.
+SINGLE_PER_S = 3_000
+BATCH_PER_S = 50
 
 
 def _sandbox(root: Path) -> tuple[dict[str, str], fx.TinyWorld]:
@@ -67,7 +77,7 @@ def _bodies(world: fx.TinyWorld, n: int) -> list[dict]:
     when = (world.last_as_of + dt.timedelta(hours=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return [
         fx.transaction(
-            f"bench-{i}",
+            i,
             int(rng.choice(customers)),
             int(rng.choice(terminals)),
             float(round(rng.uniform(1, 250), 2)),
@@ -106,66 +116,137 @@ def _record(figures: dict, name: str, phase) -> None:
     print(f"{name}: {figures[name]}", flush=True)
 
 
-def main(seconds: float = 20.0) -> dict:
-    """Build the sandbox, run every phase, print and write the figures."""
+def main(seconds: float = 20.0, phases: Sequence[str] = PHASES) -> dict:
+    """Build the sandbox, run the phases (default: all), print and write the figures."""
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise ValueError(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
     root = Path(tempfile.mkdtemp(prefix="fraudops-bench-serving-"))
     try:
-        return _run(root, seconds)
+        return _run(root, seconds, set(phases))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _requests(url: str, bodies: list[dict]) -> list[bytes]:
-    return [encode_post(url, {"transaction": body}, HEADERS) for body in bodies]
+def _requests(url: str, bodies: list[dict], first_id: int, n: int) -> list[bytes]:
+    """``n`` single-transaction requests with ids ``first_id``, ``first_id + 1``, ..."""
+    return [
+        encode_post(
+            url,
+            {"transaction": {**bodies[i % len(bodies)], "transaction_id": first_id + i}},
+            HEADERS,
+        )
+        for i in range(n)
+    ]
 
 
-def _run(root: Path, seconds: float) -> dict:
+def _batches(url: str, bodies: list[dict], first_id: int, n: int) -> list[bytes]:
+    """``n`` requests of 1,000 transactions each, every transaction id distinct."""
+    return [
+        encode_post(
+            url,
+            {
+                "transactions": [
+                    {**bodies[j % len(bodies)], "transaction_id": first_id + 1_000 * i + j}
+                    for j in range(1_000)
+                ]
+            },
+            HEADERS,
+        )
+        for i in range(n)
+    ]
+
+
+class _Ids:
+    """Hands out disjoint blocks of transaction ids, one per phase."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def block(self, n: int) -> int:
+        first, self.next = self.next, self.next + n
+        return first
+
+
+def _score_phases(
+    figures: dict, env: dict[str, str], bodies: list[dict], seconds: float, phases: set[str]
+) -> None:
+    warm_up = min(3.0, seconds)
+    n = int(SINGLE_PER_S * seconds)
+    ids = _Ids()
+    server = fx.server_process(env).start()
+    try:
+        url = f"{server.url}/v1/score"
+        uvloop.run(closed_loop(url, _requests(url, bodies, ids.block(n), n), 8, warm_up))
+        for concurrency in (1, 8, 32):
+            if f"c{concurrency}" in phases:
+                single = _requests(url, bodies, ids.block(n), n)
+                _record(
+                    figures,
+                    f"score_closed_c{concurrency}",
+                    closed_loop(url, single, concurrency, seconds),
+                )
+        if "open" in phases:
+            single = _requests(url, bodies, ids.block(n), n)
+            _record(figures, "score_open_200rps", open_loop(url, single, 200.0, seconds))
+        if "batch" in phases:
+            batch_url = f"{server.url}/v1/score/batch"
+            count = int(BATCH_PER_S * seconds)
+            batch = _batches(batch_url, bodies, ids.block(1_000 * count), count)
+            _record(figures, "batch_closed_c2", closed_loop(batch_url, batch, 2, seconds, 1_000))
+    finally:
+        server.stop()
+
+
+def _c8_phase(figures: dict, name: str, env: dict[str, str], bodies, seconds, **kw) -> None:
+    """Concurrency 8 on a service of its own (the echo baseline, the journal turned off)."""
+    warm_up = min(3.0, seconds)
+    n = int(SINGLE_PER_S * seconds)
+    server = fx.server_process(env, **kw).start()
+    try:
+        url = f"{server.url}/v1/score"
+        uvloop.run(closed_loop(url, _requests(url, bodies, 10**12, n), 8, warm_up))
+        single = _requests(url, bodies, 2 * 10**12, n)
+        _record(figures, name, closed_loop(url, single, 8, seconds))
+    finally:
+        server.stop()
+
+
+def _run(root: Path, seconds: float, phases: set[str]) -> dict:
     env, world = _sandbox(root)
     bodies = _bodies(world, 5_000)
     figures: dict[str, object] = {
         "phase_seconds": seconds,
+        "phases": sorted(phases),
         "sandbox": SIM,
         "cpus": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
     }
-    figures["in_process_lookup_predict_p50_ms"] = _in_process_p50(env, bodies)
-    warm_up = min(3.0, seconds)
-
-    server = fx.server_process(env).start()
-    try:
-        url = f"{server.url}/v1/score"
-        single = _requests(url, bodies)
-        uvloop.run(closed_loop(url, single, 8, warm_up))
-        for concurrency in (1, 8, 32):
-            _record(
-                figures,
-                f"score_closed_c{concurrency}",
-                closed_loop(url, single, concurrency, seconds),
-            )
-        _record(figures, "score_open_200rps", open_loop(url, single, 200.0, seconds))
-        batch_url = f"{server.url}/v1/score/batch"
-        batch = [encode_post(batch_url, {"transactions": bodies[:1_000]}, HEADERS)]
-        _record(figures, "batch_closed_c2", closed_loop(batch_url, batch, 2, seconds, 1_000))
-    finally:
-        server.stop()
-
-    echo_env = {**env, "FRAUDOPS_HOME": str(root / "echo")}
-    echo = fx.server_process(echo_env, service="benchmarks.echo_service:Echo").start()
-    try:
-        url = f"{echo.url}/v1/score"
-        single = _requests(url, bodies)
-        uvloop.run(closed_loop(url, single, 8, warm_up))
-        _record(figures, "echo_closed_c8", closed_loop(url, single, 8, seconds))
-    finally:
-        echo.stop()
+    if "in_process" in phases:
+        figures["in_process_lookup_predict_p50_ms"] = _in_process_p50(env, bodies)
+        print(f"in-process lookup + predict p50: {figures['in_process_lookup_predict_p50_ms']} ms")
+    if phases & {"c1", "c8", "c32", "open", "batch"}:
+        _score_phases(figures, env, bodies, seconds, phases)
+    if "c8_journal_off" in phases:
+        off = {
+            **env,
+            "FRAUDOPS_HOME": str(root / "no_journal"),
+            "FRAUDOPS_SERVING_JOURNAL": "false",
+        }
+        _c8_phase(figures, "score_closed_c8_journal_off", off, bodies, seconds)
+    if "echo" in phases:
+        echo_env = {**env, "FRAUDOPS_HOME": str(root / "echo")}
+        _c8_phase(figures, "echo_closed_c8", echo_env, bodies, seconds, service=ECHO_SERVICE)
 
     figures["load_average_at_end"] = os.getloadavg()
-    c8 = figures["score_closed_c8"]["throughput_rps"]
-    figures["c8_ratio_to_echo"] = round(
-        c8 / max(figures["echo_closed_c8"]["throughput_rps"], 1e-9), 3
-    )
-    print(f"in-process lookup + predict p50: {figures['in_process_lookup_predict_p50_ms']} ms")
-    print(f"c8 throughput / echo c8 throughput: {figures['c8_ratio_to_echo']}")
+    c8 = figures.get("score_closed_c8", {}).get("throughput_rps")
+    for baseline, key in (
+        ("echo_closed_c8", "c8_ratio_to_echo"),
+        ("score_closed_c8_journal_off", "c8_ratio_to_journal_off"),
+    ):
+        if c8 is not None and baseline in figures:
+            figures[key] = round(c8 / max(figures[baseline]["throughput_rps"], 1e-9), 3)
+            print(f"c8 throughput / {baseline} throughput: {figures[key]}")
     write_figures("serving", figures)
     return figures
 
@@ -173,4 +254,8 @@ def _run(root: Path, seconds: float) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each phase")
-    main(parser.parse_args().seconds)
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated subset of {', '.join(PHASES)}"
+    )
+    args = parser.parse_args()
+    main(args.seconds, args.phases.split(","))

@@ -2,7 +2,7 @@
 
 The training frame comes from the raw tables through the reference feature functions
 (``ml.reference_set``), cached as a Delta table under ``var/bench`` per raw-table version.
-Targets (issue 5): XGBoost AP >= 0.65 and card precision@100 >= 0.28 on a 7-day test window,
+Targets: XGBoost AP >= 0.65 and card precision@100 >= 0.28 on a 7-day test window,
 clearly above the amount-rule baseline; XGBoost training <= 60 s; single-row p99 <= 2 ms.
 Generate the reference lakehouse first: ``fraudops demo`` (or ``make demo``).
 """

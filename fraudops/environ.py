@@ -1,10 +1,64 @@
-"""Temporary process environment, for tools that read ``os.environ`` and take no env argument."""
+"""The process environment: telemetry off, and the settings handed to subprocesses.
+
+Dagster, dbt, Feast's CLI and BentoML run in processes of their own that read the settings
+from ``FRAUDOPS_*`` variables: :func:`settings_env` is the one place that writes them.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+
+from fraudops.settings import Settings
+
+# The opt-outs each library reads (checked in their sources): nothing leaves the machine.
+TELEMETRY_OFF = {
+    "DAGSTER_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "WHYLOGS_NO_ANALYTICS": "true",
+}
+# Telemetry off, and no progress bars of artifact downloads in the demo's and Dagster's logs.
+PROCESS_DEFAULTS = {**TELEMETRY_OFF, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+def set_process_defaults() -> None:
+    """Set :data:`PROCESS_DEFAULTS` in this process (values the user set are kept)."""
+    for name, value in PROCESS_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Variables that make ``get_settings()`` in a subprocess equal ``settings``.
+
+    Locations are written resolved (the lakehouse root, the DuckDB file, ...), so tools that
+    read a variable directly, such as dbt's profiles.yml, see the same paths; the telemetry
+    opt-outs, the other process defaults and ``DAGSTER_HOME`` come along.
+    """
+    values = settings.model_dump(mode="json", exclude_none=True)
+    values |= {
+        "lakehouse_uri": settings.lakehouse_root,
+        "landing_dir": str(settings.landing_path),
+        "duckdb_path": str(settings.duckdb_file),
+        "dagster_home": str(settings.dagster_home_path),
+        "mlflow_tracking_uri": settings.tracking_uri,
+        "mlflow_artifact_root": settings.artifact_root,
+        "prediction_log_table": settings.prediction_log_uri,
+    }
+    env = {f"FRAUDOPS_{name.upper()}": _text(value) for name, value in values.items()}
+    return {**PROCESS_DEFAULTS, **env, "DAGSTER_HOME": str(settings.dagster_home_path)}
 
 
 @contextmanager

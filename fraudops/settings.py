@@ -23,6 +23,15 @@ def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
+def sqlalchemy_url(url: str) -> str:
+    """``url`` with an explicit driver: psycopg 3 for PostgreSQL (SQLAlchemy's default driver,
+    psycopg2, is not installed)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 class Settings(BaseSettings):
     """Every path, URI and default of the platform, overridable with ``FRAUDOPS_<NAME>``."""
 
@@ -51,7 +60,7 @@ class Settings(BaseSettings):
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/fraudops"
     prediction_log_table: str | None = None
 
-    # Reference scale of the simulated source system (ARCHITECTURE.md section 2).
+    # Reference scale of the simulated source system (docs/lakehouse.md).
     sim_customers: int = 5_000
     sim_terminals: int = 10_000
     sim_days: int = 183
@@ -62,6 +71,13 @@ class Settings(BaseSettings):
 
     # Data quality: share of quarantined rows above which an asset check fails.
     quarantine_fail_ratio: float = 0.01
+    # Volume guard: ingestion refuses a day whose valid rows fall below this share of the
+    # median of the last ``volume_trailing_days`` days raw holds (docs/operations.md).
+    volume_min_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    volume_trailing_days: int = Field(default=7, ge=1)
+    # Maintenance (docs/operations.md): the time-travel and audit window. Vacuum deletes the
+    # files of versions superseded longer ago than this, which can then no longer be read.
+    vacuum_retention_hours: int = Field(default=168, ge=0)
 
     # Training protocol and promotion gate (docs/training.md).
     model_name: str = "fraud_detector"
@@ -96,6 +112,14 @@ class Settings(BaseSettings):
     serving_reload_interval_s: float = 10.0
     serving_log_batch_rows: int = 5_000
     serving_log_flush_s: float = 2.0
+    # Durability (docs/serving.md): the local journal, the duplicate window, the fallback model.
+    serving_state_dir: Path | None = Field(
+        default=None,
+        description="Local folder of the journal and the last good champion (home/serving).",
+    )
+    serving_journal: bool = True
+    serving_journal_fsync: bool = True
+    serving_log_dedup_rows: int = 200_000
 
     @cached_property
     def lakehouse_root(self) -> str:
@@ -123,8 +147,9 @@ class Settings(BaseSettings):
 
     @property
     def tracking_uri(self) -> str:
-        """MLflow tracking URI (SQLite file by default)."""
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+        """MLflow tracking and registry URI (SQLite file by default), with an explicit driver."""
+        uri = self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+        return sqlalchemy_url(uri)
 
     @property
     def artifact_root(self) -> str:

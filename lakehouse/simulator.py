@@ -1,4 +1,4 @@
-"""A deterministic, vectorised simulator of a card-payment system (ARCHITECTURE.md section 2).
+"""A deterministic, vectorised simulator of a card-payment system (docs/lakehouse.md).
 
 Every day is generated independently from ``(seed, day index)``, so any date range can be
 produced incrementally and in any order with identical results. Transactions and fraud reports
@@ -16,8 +16,10 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
+from fraudops.contracts import AMOUNT_FRAUD_THRESHOLD
+from fraudops.settings import Settings
+
 SECONDS_PER_DAY = 86_400
-AMOUNT_FRAUD_THRESHOLD = 220.0
 TERMINALS_COMPROMISED_PER_DAY = 2
 TERMINAL_COMPROMISE_DAYS = 28
 CUSTOMERS_COMPROMISED_PER_DAY = 3
@@ -80,16 +82,30 @@ class DriftScenario:
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    """Knobs of the simulated source system; defaults are the reference scale."""
+    """Knobs of the simulated source system (the reference scale lives in the settings)."""
 
-    n_customers: int = 5_000
-    n_terminals: int = 10_000
-    start_date: dt.date = dt.date(2018, 4, 1)
-    n_days: int = 183
-    radius: float = 5.0
-    seed: int = 42
-    label_delay_days: int = 7
+    n_customers: int
+    n_terminals: int
+    start_date: dt.date
+    n_days: int
+    radius: float
+    seed: int
+    label_delay_days: int
     drifts: tuple[DriftScenario, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> SimulatorConfig:
+        """The configuration the settings describe, with optional field overrides."""
+        values: dict[str, object] = {
+            "n_customers": settings.sim_customers,
+            "n_terminals": settings.sim_terminals,
+            "start_date": settings.sim_start_date,
+            "n_days": settings.sim_days,
+            "radius": settings.sim_radius,
+            "seed": settings.sim_seed,
+            "label_delay_days": settings.label_delay_days,
+        }
+        return cls(**(values | overrides))
 
     @property
     def end_date(self) -> dt.date:
@@ -122,8 +138,8 @@ def _epoch_us(day: dt.date) -> int:
 class Simulator:
     """Generates the customers, terminals and daily feeds of the card-payment system."""
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
-        self.config = config or SimulatorConfig()
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
         self._pick_cache: dict[tuple[int, int], np.ndarray] = {}
 
     # ---- static profiles --------------------------------------------------------------------

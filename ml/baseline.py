@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-AMOUNT_THRESHOLD = 220.0
+from fraudops.contracts import AMOUNT_FRAUD_THRESHOLD
 
 
-def amount_rule_scores(frame: pd.DataFrame, threshold: float = AMOUNT_THRESHOLD) -> np.ndarray:
+def amount_rule_scores(
+    frame: pd.DataFrame, threshold: float = AMOUNT_FRAUD_THRESHOLD
+) -> np.ndarray:
     """Score amount / (amount + threshold): ranks by amount, above 1/2 exactly when > threshold."""
     amount = frame["tx_amount"].to_numpy(dtype="float64").clip(min=0)
     return amount / (amount + threshold)

@@ -9,18 +9,9 @@ import pandas as pd
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from fraudops.catalog import TRAINING_SET
+from fraudops.contracts import FEATURE_COLUMNS, TRAINING_COLUMNS
 from fraudops.settings import Settings
-from ml.features import FEATURE_COLUMNS
-
-KEY_COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id"]
-LABEL_COLUMNS = ["is_fraud", "fraud_scenario"]
-TRAINING_COLUMNS = [
-    *KEY_COLUMNS,
-    *FEATURE_COLUMNS,
-    "features_missing",
-    *LABEL_COLUMNS,
-    "tx_date",
-]
 
 
 @dataclass(frozen=True)
@@ -44,7 +35,7 @@ def validate_training_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(
             f"training set lacks columns {missing}; rebuild it per the data contract "
-            "(ARCHITECTURE.md, features/training_set)"
+            "(fraudops.contracts.TRAINING_COLUMNS): materialize features/training_set"
         )
     if frame.empty:
         raise ValueError("training set is empty; materialize features/training_set first")
@@ -67,14 +58,9 @@ def content_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def training_set_uri(settings: Settings) -> str:
-    """URI of the training set Delta table written by the feature store domain."""
-    return settings.table_uri("features", "training_set")
-
-
 def load_training_set(settings: Settings, version: int | None = None) -> TrainingData:
     """Read the training set Delta table (latest or a given version) and fingerprint it."""
-    uri = training_set_uri(settings)
+    uri = TRAINING_SET.uri(settings)
     try:
         table = DeltaTable(uri, version=version, storage_options=settings.storage_options or None)
     except TableNotFoundError as exc:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from fraudops.contracts import CHALLENGER, CHAMPION
 from fraudops.settings import Settings
 from ml import tracking
 from ml.dataset import TrainingData, load_training_set
 from ml.pipeline import evaluate_model, make_splits
-from ml.registry import CHALLENGER, CHAMPION, alias_version, move_champion
+from ml.registry import alias_version, move_champion
 
 PROMOTED, KEPT, REJECTED = "promoted", "kept_champion", "rejected"
 AWAITING = "awaiting_approval"

@@ -1,4 +1,4 @@
-"""Evaluation metrics of ARCHITECTURE.md section 3, on a test frame and its scores."""
+"""Evaluation metrics (docs/training.md), on a test frame and its scores."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from fraudops.contracts import AMOUNT_FRAUD_THRESHOLD
+
 # Decision threshold of the alert rule for slice recall: a calibrated probability above 1/2.
 THRESHOLD = 0.5
-AMOUNT_BANDS = [0.0, 50.0, 100.0, 220.0, np.inf]
+AMOUNT_BANDS = [0.0, 50.0, 100.0, AMOUNT_FRAUD_THRESHOLD, np.inf]
 
 
 def card_precision_at_k(frame: pd.DataFrame, scores: np.ndarray, k: int = 100) -> float:

@@ -18,14 +18,13 @@ import pandas as pd
 import torch
 import xgboost as xgb
 
-from ml.features import FEATURE_COLUMNS
+from fraudops.contracts import FEATURE_COLUMNS, is_count, is_flag
 
 Kind = Literal["xgboost", "torch"]
 
 # The dtypes of the model signature: counts and flags are integers (any width converts up
 # safely to int64), the rest float64. MLflow refuses int -> float, so this is fixed here.
-INTEGER_FEATURES = [c for c in FEATURE_COLUMNS if "_nb_tx_" in c or c.startswith("tx_during")]
-INPUT_DTYPES = {c: "int64" if c in INTEGER_FEATURES else "float64" for c in FEATURE_COLUMNS}
+INPUT_DTYPES = {c: "int64" if is_count(c) or is_flag(c) else "float64" for c in FEATURE_COLUMNS}
 
 
 def model_input(frame: pd.DataFrame) -> pd.DataFrame:
@@ -147,7 +146,7 @@ class ScoringModel:
         if meta["features"] != FEATURE_COLUMNS:
             raise ValueError(
                 f"model at {folder} was trained on other features {meta['features']}; "
-                "retrain it with the current ml.features.FEATURE_COLUMNS"
+                "retrain it with the current features.definitions.FEATURE_COLUMNS"
             )
         scaler = Scaler.from_dict(json.loads((folder / "scaler.json").read_text()))
         config = meta["config"]

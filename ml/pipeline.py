@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PyFuncModel
 
+from fraudops.contracts import FEATURE_COLUMNS
 from fraudops.settings import Settings
 from ml import plots, tracking
 from ml.baseline import amount_rule_scores
 from ml.dataset import TrainingData, load_training_set
-from ml.features import FEATURE_COLUMNS
 from ml.metrics import (
     classification_metrics,
     permutation_importance,
@@ -219,10 +219,3 @@ def evaluate_candidates(
         )
     selected = max(candidates, key=lambda c: c.validation_ap).kind
     return Evaluation(splits.test, metrics, baseline, selected, version)
-
-
-def evaluation_summary(evaluation: Evaluation) -> dict[str, object]:
-    """A JSON-ready summary of an evaluation (for asset metadata and reports)."""
-    data = asdict(evaluation)
-    data["test_window"] = evaluation.test_window.as_params()
-    return data

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fraudops.settings import Settings
-from lakehouse import delta
-from ml.dataset import TRAINING_COLUMNS, validate_training_frame
-from ml.features import (
-    CUSTOMER_FEATURES,
-    TERMINAL_FEATURES,
+from features.definitions import (
     as_of_timestamps,
     customer_features,
     terminal_features,
     transaction_features,
 )
+from fraudops.contracts import CUSTOMER_FEATURES, TERMINAL_FEATURES
+from fraudops.settings import Settings
+from lakehouse import delta
+from ml.dataset import TRAINING_COLUMNS, validate_training_frame
 
 
 def _raw(settings: Settings, name: str) -> pd.DataFrame:

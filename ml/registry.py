@@ -13,12 +13,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from fraudops.contracts import CHALLENGER, CHAMPION
 from fraudops.settings import Settings
 from ml import tracking
 from ml.pipeline import KEY_METRICS, Candidate, Evaluation
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 
 def _now() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
+from fraudops.environ import set_process_defaults
 from fraudops.settings import REPO_ROOT, Settings
 from ml.dataset import TrainingData
 from ml.model import ScoringModel, model_input
@@ -38,25 +38,14 @@ def _uri(location: str) -> str:
     return location if "://" in location else Path(location).resolve().as_uri()
 
 
-def store_uri(uri: str) -> str:
-    """The tracking URI with an explicit driver: psycopg 3 for PostgreSQL (no psycopg2 here)."""
-    if uri.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + uri.split("://", 1)[1]
-    return uri
-
-
 def configure(settings: Settings) -> MlflowClient:
     """Point MLflow at the settings' tracking store and the experiment of the model."""
-    # No telemetry or other network traffic from MLflow on these machines.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    # Progress bars of artifact downloads clutter the demo's and Dagster's logs.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    set_process_defaults()
     if settings.tracking_uri.startswith("sqlite:///"):
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
             parents=True, exist_ok=True
         )
-    uri = store_uri(settings.tracking_uri)
+    uri = settings.tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, uri)
@@ -70,7 +59,7 @@ def configure(settings: Settings) -> MlflowClient:
 
 def run_url(settings: Settings, run_id: str) -> str:
     """Link to a run in the MLflow UI (``mlflow ui`` on the settings' tracking store)."""
-    run = MlflowClient(store_uri(settings.tracking_uri)).get_run(run_id)
+    run = MlflowClient(settings.tracking_uri).get_run(run_id)
     ui = settings.mlflow_ui_url.rstrip("/")
     return f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 

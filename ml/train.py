@@ -11,7 +11,7 @@ import torch
 import xgboost as xgb
 from sklearn.metrics import average_precision_score
 
-from ml.features import FEATURE_COLUMNS
+from fraudops.contracts import FEATURE_COLUMNS
 from ml.model import MLP, Scaler, ScoringModel
 
 # Small on purpose: the search runs on 2 shared cores (docs/training.md).

@@ -8,6 +8,7 @@ from fraudops.settings import get_settings
 from orchestration.defs import dbt as dbt_domain
 from orchestration.defs import features as features_domain
 from orchestration.defs import lakehouse
+from orchestration.defs import maintenance as maintenance_domain
 from orchestration.defs import serving as serving_domain
 from orchestration.defs import training as training_domain
 from orchestration.partitions import daily_partitions
@@ -24,6 +25,7 @@ def build_definitions() -> dg.Definitions:
         dbt_domain.build_defs(),
         serving_domain.build_defs(partitions),
         training_domain.build_defs(),
+        maintenance_domain.build_defs(),
         dg.Definitions(resources={"settings": SettingsResource()}),
     )
 

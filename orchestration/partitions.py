@@ -21,3 +21,12 @@ def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
     """The days of the partition key range a run targets."""
     return [dt.date.fromisoformat(key) for key in context.partition_keys]
+
+
+def partition_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """Run tags for one run over every day from ``first`` to ``last`` (a single-run backfill)."""
+    # Dagster's documented tag names; the constants that spell them are private to it.
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fraudops.catalog import BATCH_SCORES, RAW_TRANSACTIONS
+from fraudops.contracts import CUSTOMER_FEATURES, ENTITY_FEATURES, TERMINAL_FEATURES
 from fraudops.settings import Settings
 from lakehouse.delta import read_table, replace_partitions
-from ml.features import CUSTOMER_FEATURES, TERMINAL_FEATURES
-from serving.features import ENTITY_FEATURES, fallback_values
+from serving.features import fallback_values
 from serving.models import LoadedModel, ModelSource
 from serving.scoring import decide, model_inputs
 
-TABLE = ("serving", "batch_scores")
 _TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
     [
@@ -52,7 +52,7 @@ def _features(settings: Settings, name: str, key: str, columns: list[str], day: 
 def score_day(settings: Settings, day: dt.date, model: LoadedModel) -> pa.Table:
     """Score every transaction of ``day`` with ``model``."""
     tx = read_table(
-        settings.table_uri("raw", "transactions"),
+        RAW_TRANSACTIONS.uri(settings),
         columns=["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"],
         filters=[("tx_date", "=", day)],
         storage_options=settings.storage_options,
@@ -96,7 +96,7 @@ def write_batch_scores(settings: Settings, days: list[dt.date]) -> dict[str, obj
     models.refresh()
     champion = models.champion()
     table = pa.concat_tables([score_day(settings, day, champion) for day in days])
-    uri = settings.table_uri(*TABLE)
+    uri = BATCH_SCORES.uri(settings)
     version = replace_partitions(uri, table, "tx_date", days, settings.storage_options)
     missing = int(np.asarray(table.column("features_missing")).sum())
     return {

@@ -1,9 +1,9 @@
 """Entity features for online scoring: a pluggable source, lookup timeouts and the fallback.
 
-Fallback rule (docs/serving.md), the fill rule of the training set (ml/feature_store): when the
+Fallback rule (docs/serving.md), the fill rule of the training set (features/store/): when the
 online store cannot answer within the timeout or is known to be down, or has no row valid at
 the transaction time for an entity (absent, or older than the view's TTL), the entity features
-take the values the reference definitions (ml/features.py) give an entity without any
+take the values the reference definitions (features/definitions.py) give an entity without any
 transaction in its windows: counts 0, average amounts 0, risks 0. The answer is flagged
 ``degraded`` so nothing is invented silently, and the prediction log keeps the flag.
 """
@@ -21,12 +21,11 @@ from typing import Protocol
 
 import numpy as np
 
+from fraudops.contracts import CUSTOMER_FEATURES, ENTITY_FEATURES, TERMINAL_FEATURES
 from fraudops.settings import Settings
-from ml.features import CUSTOMER_FEATURES, TERMINAL_FEATURES
 
 log = logging.getLogger(__name__)
 
-ENTITY_FEATURES = [*CUSTOMER_FEATURES, *TERMINAL_FEATURES]
 # A few threads: a hung lookup occupies one until the client's own timeout frees it.
 LOOKUP_THREADS = 4
 
@@ -72,17 +71,16 @@ def _seconds(stamps: np.ndarray) -> np.ndarray:
 
 
 class FeastFeatureSource:
-    """Online reads through ml.feature_store's reader (Feast's online store and its keys)."""
+    """Online reads through features.store's reader (Feast's online store and its keys)."""
 
     def __init__(self, store: object) -> None:
-        from ml.feature_store import OnlineFeatures
+        from features.store import OnlineFeatures
 
         self.online = OnlineFeatures(store)
         self.order = {
             "customer_features": CUSTOMER_FEATURES,
             "terminal_features": TERMINAL_FEATURES,
         }
-        self.ttl = {v: np.timedelta64(self.online.views[v].ttl, "us") for v in self.order}
 
     def lookup(
         self, customer_ids: Sequence[int], terminal_ids: Sequence[int], when: np.ndarray
@@ -93,12 +91,10 @@ class FeastFeatureSource:
         values, seconds = [], []
         for view, ids in (("customer_features", customer_ids), ("terminal_features", terminal_ids)):
             try:
-                found, stamps = self.online.entity_values(view, ids)
+                # Validity is the fill rule of features/store/online.py, which training shares.
+                found, stamps, valid = self.online.valid_rows(view, ids, moment)
             except Exception as exc:  # any client error means "unreachable" to the caller
                 raise FeatureSourceError(f"Feast online read of {view} failed: {exc}") from exc
-            # The fill rule of ml/feature_store/online.py (training uses it too): a row serves
-            # transactions from its stamp until the view's TTL has passed, never earlier ones.
-            valid = ~np.isnat(stamps) & (stamps <= moment) & (stamps >= moment - self.ttl[view])
             missing |= ~valid
             columns = [self.online.features[view].index(f) for f in self.order[view]]
             found = found[:, columns]
@@ -115,10 +111,10 @@ class FeastFeatureSource:
 
 
 def open_feature_source(settings: Settings) -> FeatureSource:
-    """The Feast source for ``settings``: a repo path when configured, else ml.feature_store."""
+    """The Feast source for ``settings``: a repo path when configured, else features.store."""
     import feast
 
-    from ml.feature_store import open_store
+    from features.store import open_store
 
     if settings.serving_feature_repo is not None:
         store = feast.FeatureStore(repo_path=str(settings.serving_feature_repo))

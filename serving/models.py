@@ -1,23 +1,34 @@
-"""Model versions behind the registry aliases, loaded once and swapped when an alias moves."""
+"""Model versions behind the registry aliases, loaded once and swapped when an alias moves.
+
+A version that cannot be loaded never stops the service. A broken challenger is skipped with a
+warning (the champion answers everything). A broken champion leaves the loaded one serving; at
+start-up, with none loaded yet, the last champion that loaded is served from its local copy
+(serving/last_good.py). Either way :meth:`ModelSource.status` names the fallback and the problem,
+which ``/readyz`` and the reload endpoint report.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fraudops.contracts import CHALLENGER, CHAMPION, FEATURE_COLUMNS
+from fraudops.environ import set_process_defaults
 from fraudops.settings import Settings
-from ml.features import FEATURE_COLUMNS
+from serving.last_good import LastGood
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+
+# Where a loaded model came from.
+REGISTRY = "registry"
+LAST_GOOD = "last_good"
 
 
 class ModelUnavailableError(RuntimeError):
@@ -50,6 +61,7 @@ class LoadedModel:
     model: object
     dtypes: dict[str, np.dtype] = field(default_factory=dict)
     fast: Callable[[np.ndarray], np.ndarray] | None = None
+    source: str = REGISTRY
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         """Fraud probabilities for a float64 matrix of the 15 FEATURE_COLUMNS (in that order)."""
@@ -70,56 +82,183 @@ class LoadedModel:
         return np.clip(np.asarray(scores, dtype="float64").reshape(-1), 0.0, 1.0)
 
 
+def load_pyfunc(alias: str, version: str, uri: str, source: str = REGISTRY) -> LoadedModel:
+    """Load a pyfunc and check that it answers one row (a model that loads but cannot score
+    would fail every request)."""
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(uri)
+    loaded = LoadedModel(
+        alias, version, model, input_dtypes(model), matrix_predictor(model), source
+    )
+    scores = loaded.predict(np.zeros((1, len(FEATURE_COLUMNS))))
+    if scores.shape != (1,):
+        raise ValueError(f"the model answered {scores.shape[0]} scores for one row")
+    return loaded
+
+
 class ModelSource:
     """Resolves ``champion``/``challenger`` in the MLflow registry and keeps them loaded."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, last_good: Path | None = None) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        # No telemetry or other network traffic from MLflow.
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        set_process_defaults()
         mlflow.set_tracking_uri(settings.tracking_uri)
         mlflow.set_registry_uri(settings.tracking_uri)
         self.name = settings.model_name
         self.client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+        self.last_good = LastGood(last_good) if last_good is not None else None
         self._models: dict[str, LoadedModel] = {}
+        # alias -> the version it points at (None: no alias), and what went wrong with it.
+        self._wanted: dict[str, str | None] = {}
+        self._problems: dict[str, str] = {}
+        self._failed: dict[str, str | None] = {}
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
 
-    def _alias_version(self, alias: str) -> str | None:
+    def _aliases(self) -> dict[str, str]:
+        """``{alias: version}`` of the registered model; empty when it is not registered yet."""
         from mlflow.exceptions import MlflowException
 
         try:
-            return str(self.client.get_model_version_by_alias(self.name, alias).version)
-        except MlflowException:
-            return None
+            model = self.client.get_registered_model(self.name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise
+        return {alias: str(version) for alias, version in model.aliases.items()}
 
     def _load(self, alias: str, version: str) -> LoadedModel:
-        import mlflow.pyfunc
+        """Load ``version`` from the registry (the champion through its local copy)."""
+        uri = f"models:/{self.name}/{version}"
+        if alias != CHAMPION or self.last_good is None:
+            loaded = load_pyfunc(alias, version, uri)
+        else:
+            import mlflow.artifacts
 
-        model = mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
+            folder = self.last_good.staging()
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=uri, dst_path=str(folder / "model")
+                )
+                loaded = load_pyfunc(alias, version, local)
+            except BaseException:
+                self.last_good.discard(folder)
+                raise
+            self.last_good.keep(folder, self.name, version)
         log.info("loaded %s version %s as %s", self.name, version, alias)
-        return LoadedModel(alias, version, model, input_dtypes(model), matrix_predictor(model))
+        return loaded
+
+    def _swap(self, alias: str, model: LoadedModel | None) -> None:
+        with self._lock:
+            if model is None:
+                self._models.pop(alias, None)
+            else:
+                self._models[alias] = model
+
+    def _fail(self, alias: str, version: str | None, problem: str) -> None:
+        """Record what is wrong with ``alias``; logged once per version, not at every poll."""
+        self._problems[alias] = problem
+        if alias not in self._failed or self._failed[alias] != version:
+            self._failed[alias] = version
+            log.warning("%s", problem)
+
+    def _ok(self, alias: str) -> None:
+        self._problems.pop(alias, None)
+        self._failed.pop(alias, None)
 
     def refresh(self) -> dict[str, str]:
-        """Load whatever the aliases point to now; returns ``{alias: version}`` that changed."""
-        changed = {}
-        for alias in (CHAMPION, CHALLENGER):
-            version = self._alias_version(alias)
-            current = self._models.get(alias)
-            if version is None:
-                if current is not None and alias == CHALLENGER:
-                    with self._lock:
-                        self._models.pop(alias, None)
-                    changed[alias] = ""
-                continue
-            if current is not None and current.version == version:
-                continue
-            loaded = self._load(alias, version)
-            with self._lock:
-                self._models[alias] = loaded
-            changed[alias] = version
-        return changed
+        """Load whatever the aliases point to now; returns ``{alias: version}`` that changed.
+
+        Raises when the registry cannot be read; with no champion loaded yet, the last good
+        copy is loaded first.
+        """
+        with self._refreshing:
+            changed: dict[str, str] = {}
+            try:
+                aliases = self._aliases()
+            except Exception as exc:
+                if CHAMPION not in self._models:
+                    self._fall_back(f"the registry cannot be read: {exc}", changed)
+                raise
+            self._wanted = {alias: aliases.get(alias) for alias in (CHAMPION, CHALLENGER)}
+            self._refresh_champion(aliases.get(CHAMPION), changed)
+            self._refresh_challenger(aliases.get(CHALLENGER), changed)
+            return changed
+
+    def _refresh_champion(self, version: str | None, changed: dict[str, str]) -> None:
+        current = self._models.get(CHAMPION)
+        if version is None:
+            problem = f"model {self.name!r} has no '{CHAMPION}' alias in the registry"
+            if current is not None:
+                problem += f"; still serving version {current.version}"
+            self._fail(CHAMPION, None, problem)
+            return
+        if current is not None and current.version == version and current.source == REGISTRY:
+            self._ok(CHAMPION)
+            return
+        try:
+            loaded = self._load(CHAMPION, version)
+        except Exception as exc:
+            problem = f"'{CHAMPION}' points at version {version}, which cannot be loaded: {exc}"
+            if current is not None:
+                problem += f"; still serving version {current.version} ({current.source})"
+            self._fail(CHAMPION, version, problem)
+            if current is None:
+                self._fall_back(problem, changed)
+            return
+        self._swap(CHAMPION, loaded)
+        self._ok(CHAMPION)
+        changed[CHAMPION] = version
+
+    def _fall_back(self, problem: str, changed: dict[str, str]) -> None:
+        """Serve the last good copy of the champion (nothing else is loaded)."""
+        saved = self.last_good.newest() if self.last_good is not None else None
+        if saved is None:
+            self._problems[CHAMPION] = problem + "; no last good copy to fall back to"
+            return
+        try:
+            loaded = load_pyfunc(CHAMPION, saved.version, str(saved.path), LAST_GOOD)
+        except Exception as exc:
+            self._problems[CHAMPION] = f"{problem}; the last good copy failed too: {exc}"
+            log.exception("loading the last good champion from %s failed", saved.path)
+            return
+        self._swap(CHAMPION, loaded)
+        self._problems[CHAMPION] = (
+            f"{problem}; serving the last good copy of version {saved.version} "
+            f"(kept {saved.saved_at})"
+        )
+        log.warning("%s", self._problems[CHAMPION])
+        changed[CHAMPION] = saved.version
+
+    def _refresh_challenger(self, version: str | None, changed: dict[str, str]) -> None:
+        current = self._models.get(CHALLENGER)
+        if version is None or (current is not None and current.version == version):
+            if version is None and current is not None:
+                self._swap(CHALLENGER, None)
+                changed[CHALLENGER] = ""
+            self._ok(CHALLENGER)
+            return
+        try:
+            loaded = self._load(CHALLENGER, version)
+        except Exception as exc:
+            # The champion answers everything meanwhile; a challenger the alias has left
+            # is not kept either.
+            self._fail(
+                CHALLENGER,
+                version,
+                f"'{CHALLENGER}' points at version {version}, which cannot be loaded "
+                f"(skipped, the champion answers everything): {exc}",
+            )
+            if current is not None:
+                self._swap(CHALLENGER, None)
+                changed[CHALLENGER] = ""
+            return
+        self._swap(CHALLENGER, loaded)
+        self._ok(CHALLENGER)
+        changed[CHALLENGER] = version
 
     def get(self, alias: str) -> LoadedModel | None:
         """The loaded version behind ``alias``, or None."""
@@ -129,12 +268,40 @@ class ModelSource:
         """The loaded champion; raises when the registry has none yet."""
         model = self._models.get(CHAMPION)
         if model is None:
+            problem = self._problems.get(CHAMPION)
             raise ModelUnavailableError(
-                f"no '{CHAMPION}' version of model {self.name!r} in the registry: train and "
-                "promote one (fraudops train) before serving"
+                problem
+                or f"no '{CHAMPION}' version of model {self.name!r} in the registry: train and "
+                "promote one (the Dagster job `retraining`, e.g. `make demo`) before serving"
             )
         return model
 
     def versions(self) -> dict[str, str]:
         """``{alias: version}`` of the loaded models."""
         return {alias: m.version for alias, m in self._models.items()}
+
+    def status(self) -> dict[str, object]:
+        """What is served and from where, what the aliases want, and what went wrong.
+
+        ``fallback`` is set when the champion served is not the one the registry names: the
+        last good copy, or the version loaded before the alias moved to one that fails.
+        """
+        champion = self._models.get(CHAMPION)
+        wanted = self._wanted.get(CHAMPION)
+        fallback = None
+        if champion is not None and (champion.source != REGISTRY or CHAMPION in self._problems):
+            fallback = {
+                "version": champion.version,
+                "source": champion.source,
+                "wanted": wanted,
+                "reason": self._problems.get(CHAMPION, ""),
+            }
+        return {
+            "serving": {
+                alias: {"version": m.version, "source": m.source}
+                for alias, m in self._models.items()
+            },
+            "wanted": dict(self._wanted),
+            "fallback": fallback,
+            "problems": dict(self._problems),
+        }

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fraudops.settings import Settings
 from serving.features import FeatureSourceError, GuardedFeatures, open_feature_source
+from serving.journal import Journal
 from serving.models import ModelSource, ModelUnavailableError
 from serving.prediction_log import PredictionLog
 from serving.schemas import Transaction
@@ -18,14 +21,24 @@ log = logging.getLogger(__name__)
 OnReload = Callable[[dict[str, str]], None]
 
 
+def state_dir(settings: Settings) -> Path:
+    """The service's local durable state: the journal and the last good champion."""
+    return settings.serving_state_dir or settings.home / "serving"
+
+
 class ScoringRuntime:
     """Built once per service worker from the settings; closed on graceful shutdown."""
 
     def __init__(self, settings: Settings, on_reload: OnReload | None = None) -> None:
         self.settings = settings
         self.on_reload = on_reload
-        self.models = ModelSource(settings)
-        self.reload()
+        state = state_dir(settings)
+        self.models = ModelSource(settings, last_good=state / "last_good")
+        try:
+            self.reload()
+        except Exception:
+            # The service still starts (on the last good champion, if any); the watcher retries.
+            log.exception("reading the model registry failed at start-up")
         try:
             source = open_feature_source(settings)
         except (FeatureSourceError, OSError, ValueError) as exc:
@@ -40,11 +53,20 @@ class ScoringRuntime:
         )
         self.features.warm_up()
         self.scorer = Scorer(settings, self.models, self.features)
+        journals = state / "journal"
+        journal = (
+            Journal(journals, fsync=settings.serving_journal_fsync)
+            if settings.serving_journal
+            else None
+        )
         self.log = PredictionLog(
             settings.prediction_log_uri,
             settings.serving_log_batch_rows,
             settings.serving_log_flush_s,
             settings.storage_options,
+            journal=journal,
+            recover_from=journals,
+            dedup_rows=settings.serving_log_dedup_rows,
         )
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="alias-watcher", daemon=True)
@@ -70,18 +92,37 @@ class ScoringRuntime:
     def score(
         self, transactions: Sequence[Transaction], started: float | Sequence[float] | None = None
     ) -> Scored:
-        """Score and queue the rows for the prediction log."""
+        """Score and queue the rows for the prediction log (``durable``: once journaled)."""
         scored = self.scorer.score(transactions, started)
-        self.log.append(scored.log_rows)
-        return scored
+        durable = self.log.append(scored.log_rows)
+        if durable is None:
+            return scored
+        return dataclasses.replace(scored, durable=durable)
 
     def ready(self) -> bool:
-        """A champion is loaded and the online store answers."""
+        """A champion is loaded, the online store answers and the journal works."""
+        return bool(self.readiness()["ready"])
+
+    def readiness(self) -> dict[str, object]:
+        """Whether the service can answer, with what it serves and any fallback in use."""
         try:
             self.models.champion()
+            champion = True
         except ModelUnavailableError:
-            return False
-        return self.features.ready()
+            champion = False
+        features = self.features.ready()
+        journal = self.log.journal
+        journal_error = journal.error if journal is not None else None
+        return {
+            "ready": champion and features and journal_error is None,
+            "feature_store": features,
+            "prediction_log": {
+                "journal": journal is not None,
+                "journal_error": journal_error,
+                "replayed": self.log.recovered.is_set(),
+            },
+            **self.models.status(),
+        }
 
     def close(self) -> None:
         """Stop the watcher and flush the prediction log."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-# Ids are int64 in the lakehouse; anything larger cannot name an entity.
+# Ids are int64 end to end (lakehouse, API, prediction log); anything larger names nothing.
 MAX_ID = 2**63 - 1
 # Hard ceiling of the schema; the service applies the (lower) configured one on top.
 MAX_AMOUNT = 1e9
@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 class Transaction(_Strict):
     """One card transaction to score."""
 
-    transaction_id: Annotated[str, Field(min_length=1, max_length=64)]
+    transaction_id: Annotated[int, Field(ge=0, le=MAX_ID)]
     customer_id: Annotated[int, Field(gt=0, le=MAX_ID)]
     terminal_id: Annotated[int, Field(gt=0, le=MAX_ID)]
     amount: Annotated[float, Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False)]
@@ -51,7 +51,7 @@ class BatchScoreRequest(_Strict):
 class ScoreResult(BaseModel):
     """The answer for one transaction."""
 
-    transaction_id: str
+    transaction_id: int
     score: float
     decision: Decision
     model_version: str

@@ -5,6 +5,7 @@ Plain Python (no BentoML): the service, the benchmarks and the tests call it the
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime as dt
 import hashlib
 import time
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from features.definitions import request_time_features
+from fraudops.contracts import CHALLENGER, CHAMPION, ENTITY_FEATURES, FEATURE_COLUMNS
 from fraudops.settings import Settings
-from ml.features import FEATURE_COLUMNS, request_time_features
-from serving.features import ENTITY_FEATURES, GuardedFeatures
-from serving.models import CHALLENGER, CHAMPION, ModelSource
+from serving.features import GuardedFeatures
+from serving.models import ModelSource
 from serving.schemas import ScoreResult, Transaction
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -30,9 +32,9 @@ def decide(scores: np.ndarray, review: float, decline: float) -> np.ndarray:
     return np.where(scores >= decline, "decline", np.where(scores >= review, "review", "approve"))
 
 
-def canary_bucket(transaction_id: str) -> float:
+def canary_bucket(transaction_id: int) -> float:
     """A stable pseudo-random number in [0, 1) per transaction id (same id, same route)."""
-    digest = hashlib.blake2b(transaction_id.encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(transaction_id.to_bytes(8, "big"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 
@@ -54,10 +56,15 @@ def epoch_microseconds(moments: Sequence[dt.datetime]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scored:
-    """What one call produced: the answers, and the columns of its prediction-log rows."""
+    """What one call produced: the answers, and the columns of its prediction-log rows.
+
+    ``durable`` (set by the runtime when a journal keeps the log) resolves once the rows are
+    on disk: the answers must not go out before.
+    """
 
     results: list[ScoreResult]
     log_rows: dict[str, object]
+    durable: cf.Future[None] | None = None
 
 
 class Scorer:

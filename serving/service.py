@@ -1,12 +1,17 @@
 """The BentoML scoring service: ``bentoml serve serving.service:FraudScoring``.
 
 Routes: ``POST /v1/score``, ``POST /v1/score/batch``, ``POST /v1/admin/reload``; BentoML adds
-``GET /healthz``, ``GET /readyz`` (calls :meth:`FraudScoring.__is_ready__`) and ``/metrics``.
+``GET /healthz`` and ``/metrics``; ``GET /readyz`` answers :meth:`FraudScoring.readiness` as
+JSON (serving/readiness.py).
+
+An answer goes out only once its prediction-log rows are in the journal (serving/journal.py):
+a micro-batch's requests wait for its journal write, while the next batch is scored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import gc
 import time
 from collections.abc import Awaitable, Sequence
@@ -14,12 +19,16 @@ from typing import Any
 
 import bentoml
 from pydantic import ValidationError
+from starlette.responses import JSONResponse
 
+from fraudops.contracts import CHAMPION
 from fraudops.settings import get_settings
 from serving.batcher import MicroBatcher
 from serving.guard import GuardMiddleware, install_request_timeout
+from serving.journal import JournalError
 from serving.metrics import ScoringMetrics
 from serving.models import ModelUnavailableError
+from serving.readiness import ReadinessMiddleware
 from serving.runtime import ScoringRuntime
 from serving.schemas import (
     BatchScoreRequest,
@@ -51,6 +60,18 @@ def _amount_too_large(index: int | None, limit: float) -> ValidationError:
         "Transaction",
         [{"type": "less_than_equal", "loc": loc, "input": 0, "ctx": {"le": limit}}],
     )
+
+
+def _deliver(
+    answer: asyncio.Future[list[ScoreResult]], durable: cf.Future[None], results: list
+) -> None:
+    if answer.done():
+        return
+    error = durable.exception()
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(results)
 
 
 def _freeze_heap() -> None:
@@ -89,16 +110,25 @@ class FraudScoring:
 
     def _score_now(
         self, transactions: Sequence[Transaction], started: Sequence[float] | float
-    ) -> list[ScoreResult]:
+    ) -> list[ScoreResult] | asyncio.Future[list[ScoreResult]]:
+        """Score on the event loop; the answers, or a future of them once they are journaled."""
         scored = self.runtime.score(transactions, started)
         rows = scored.log_rows
         self.metrics.count(rows["decision"], rows["served_by"], rows["degraded"])
-        return scored.results
+        if scored.durable is None:
+            return scored.results
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[ScoreResult]] = loop.create_future()
+        # Called on the journal's sync thread once the write is done (or failed).
+        scored.durable.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(_deliver, answer, done, scored.results)
+        )
+        return answer
 
     async def _guarded(self, call: Awaitable[Any]) -> Any:
         try:
             return await call
-        except ModelUnavailableError as exc:
+        except (ModelUnavailableError, JournalError) as exc:
             raise bentoml.exceptions.ServiceUnavailable(str(exc)) from exc
 
     @bentoml.api(route="/v1/score", input_spec=ScoreRequest, output_spec=ScoreResult)
@@ -120,18 +150,43 @@ class FraudScoring:
         self._check_amounts(transactions, single=False)
         # On the event-loop thread, like the micro-batches (serving/batcher.py says why).
         try:
-            return BatchScoreResult(results=self._score_now(transactions, started))
-        except ModelUnavailableError as exc:
+            results = self._score_now(transactions, started)
+        except (ModelUnavailableError, JournalError) as exc:
             raise bentoml.exceptions.ServiceUnavailable(str(exc)) from exc
+        if isinstance(results, asyncio.Future):
+            results = await self._guarded(results)
+        return BatchScoreResult(results=results)
 
     @bentoml.api(route="/v1/admin/reload")
-    async def reload(self) -> dict[str, dict[str, str]]:
-        """Re-read the registry aliases now (they are also polled periodically)."""
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the registry aliases now (they are also polled periodically).
+
+        200 when the champion served is the one the registry names; 409 when it cannot be
+        (no alias, a missing version, artifacts that do not load), with what is served instead;
+        503 when the registry cannot be read. The body is JSON in every case.
+        """
+        models = self.runtime.models
         try:
             changed = await asyncio.to_thread(self.runtime.reload)
         except Exception as exc:  # registry unreachable: say so, keep serving the loaded models
-            raise bentoml.exceptions.ServiceUnavailable(f"registry not reachable: {exc}") from exc
-        return {"changed": changed, "serving": self.runtime.models.versions()}
+            return JSONResponse(
+                {"error": f"registry not reachable: {exc}", "serving": models.versions()},
+                status_code=503,
+            )
+        status = models.status()
+        body = {
+            "changed": changed,
+            "serving": models.versions(),
+            **{key: value for key, value in status.items() if key != "serving"},
+        }
+        problem = status["problems"].get(CHAMPION)
+        if problem:
+            return JSONResponse({"error": problem, **body}, status_code=409)
+        return body
+
+    def readiness(self) -> dict[str, object]:
+        """What ``GET /readyz`` answers: ready or not, the models served, any fallback."""
+        return self.runtime.readiness()
 
     async def __is_ready__(self) -> bool:
         """Ready when a champion is loaded and the online store answers."""
@@ -144,5 +199,6 @@ class FraudScoring:
 
 
 FraudScoring.add_asgi_middleware(GuardMiddleware)
+FraudScoring.add_asgi_middleware(ReadinessMiddleware)
 # The traffic timeout above, enforced without keeping each request alive for 30 s.
 install_request_timeout()

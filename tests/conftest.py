@@ -8,30 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from fraudops.environ import set_process_defaults
 from fraudops.settings import Settings, get_settings
 from lakehouse.ingestion import Lakehouse, ingest_simulation
 
 TINY = {"sim_customers": 60, "sim_terminals": 120, "sim_days": 45}
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment variables that make a fresh ``get_settings()`` equal ``settings``."""
-    return {
-        "FRAUDOPS_HOME": str(settings.home),
-        "FRAUDOPS_SIM_CUSTOMERS": str(settings.sim_customers),
-        "FRAUDOPS_SIM_TERMINALS": str(settings.sim_terminals),
-        "FRAUDOPS_SIM_DAYS": str(settings.sim_days),
-        "FRAUDOPS_SIM_START_DATE": settings.sim_start_date.isoformat(),
-        "FRAUDOPS_SIM_SEED": str(settings.sim_seed),
-        "DAGSTER_HOME": str(settings.dagster_home_path),
-    }
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _no_telemetry() -> None:
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    set_process_defaults()
 
 
 @pytest.fixture

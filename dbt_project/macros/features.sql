@@ -1,4 +1,4 @@
-{#- The knobs of the feature definitions (ARCHITECTURE.md section 3, ml/features.py). -#}
+{#- The knobs of the feature definitions (features/definitions.py, docs/dbt.md). -#}
 
 {% macro feature_windows() -%}
     {{ return(var('feature_windows')) }}

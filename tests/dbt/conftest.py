@@ -14,10 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fraudops.environ import settings_env
 from fraudops.settings import Settings, get_settings
 from lakehouse.ingestion import ingest_simulation
 from lakehouse.source import extract_path
-from orchestration.defs.dbt.resources import DBT_PROJECT_DIR, dbt_env
+from orchestration.defs.dbt.resources import DBT_PROJECT_DIR
 
 DBT = Path(sys.executable).parent / "dbt"
 BAD_DAY_OFFSET = 10
@@ -32,7 +33,7 @@ def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     work = settings.home / "dbt"
     env = {
         **os.environ,
-        **dbt_env(settings),
+        **settings_env(settings),
         "DBT_TARGET_PATH": str(work / "target"),
         "DBT_LOG_PATH": str(work / "logs"),
     }

@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster_dbt import get_asset_key_for_model
 from deltalake import DeltaTable
 
+from fraudops.environ import settings_env
 from fraudops.settings import get_settings
 from lakehouse import delta
 from orchestration.defs import dbt as dbt_domain
 from orchestration.defs import lakehouse
-from orchestration.defs.dbt.assets import FraudopsDbtTranslator, dbt_vars, run_first_day
+from orchestration.defs.dbt.assets import (
+    CUSTOMER_FEATURES_MART,
+    LABELLED_TRANSACTIONS_MART,
+    TERMINAL_FEATURES_MART,
+    FraudopsDbtTranslator,
+    build_dbt_assets,
+    dbt_vars,
+    run_first_day,
+)
+from orchestration.defs.dbt.resources import DBT_PROJECT_DIR, dbt_project, prepare_dbt_project
+from orchestration.defs.lakehouse.assets import RAW_TRANSACTIONS
 from orchestration.partitions import daily_partitions
 from orchestration.resources import SettingsResource
-from tests.conftest import settings_env
 from tests.dbt.conftest import copy_home
 
-MARTS = ["customer_features", "terminal_features", "labelled_transactions"]
+MARTS = {
+    "customer_features": CUSTOMER_FEATURES_MART,
+    "terminal_features": TERMINAL_FEATURES_MART,
+    "labelled_transactions": LABELLED_TRANSACTIONS_MART,
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _current_manifest() -> None:
+    """Parse the project first: the graph under test is that of the models as they are now."""
+    prepare_dbt_project()
 
 
 def _definitions() -> dg.Definitions:
@@ -56,14 +80,44 @@ def test_runs_from_the_first_day_rebuild_everything_later_ones_are_incremental(t
     assert dbt_vars(tmp_settings, later) == {"from_date": later.isoformat()}
 
 
-def test_the_first_day_comes_from_the_partition_or_the_range_start_tag():
-    assert run_first_day({"dagster/partition": "2018-05-02"}) == dt.date(2018, 5, 2)
-    range_tags = {
-        "dagster/asset_partition_range_start": "2018-04-01",
-        "dagster/asset_partition_range_end": "2018-09-30",
-    }
-    assert run_first_day(range_tags) == dt.date(2018, 4, 1)
-    assert run_first_day({}) is None
+def test_the_first_day_comes_from_the_partition_or_the_range_start():
+    one_day = dg.build_asset_context(partition_key="2018-05-02")
+    assert run_first_day(one_day) == dt.date(2018, 5, 2)
+    days = dg.build_asset_context(
+        partition_key_range=dg.PartitionKeyRange("2018-04-03", "2018-09-30")
+    )
+    assert run_first_day(days) == dt.date(2018, 4, 3)
+    assert run_first_day(dg.build_asset_context()) is None
+
+
+def test_the_mart_keys_other_domains_import_are_those_of_the_manifest_models():
+    models = build_dbt_assets(dbt_project())
+    for name, key in MARTS.items():
+        assert get_asset_key_for_model([models], name) == key
+
+
+def _model_names(project_dir: Path, monkeypatch, dev: bool) -> set[str]:
+    """The dbt models of the manifest that loading ``project_dir`` leaves (dev: dagster dev)."""
+    if dev:
+        monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")
+    else:
+        monkeypatch.delenv("DAGSTER_IS_DEV_CLI", raising=False)
+    project = dbt_project(project_dir)
+    nodes = json.loads(project.manifest_path.read_text())["nodes"].values()
+    return {node["name"] for node in nodes if node["resource_type"] == "model"}
+
+
+def test_the_manifest_is_parsed_in_a_fresh_clone_and_on_every_dagster_dev_load(
+    tmp_path, monkeypatch
+):
+    # A fresh clone: the project's files without the generated target/.
+    project_dir = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project_dir, ignore=shutil.ignore_patterns("target", "logs"))
+    assert "customer_features" in _model_names(project_dir, monkeypatch, dev=False)
+    (project_dir / "models" / "marts" / "new_mart.sql").write_text("select 1 as id\n")
+    # Outside dagster dev the manifest is the prepared one; dagster dev parses every load.
+    assert "new_mart" not in _model_names(project_dir, monkeypatch, dev=False)
+    assert "new_mart" in _model_names(project_dir, monkeypatch, dev=True)
 
 
 @pytest.fixture
@@ -85,9 +139,9 @@ def test_code_location_has_one_lineage_graph_with_dbt_tests_as_checks(daily_home
     definitions = _definitions()
     graph = definitions.resolve_asset_graph()
     staging = graph.get(dg.AssetKey(["staging", "stg_lakehouse__transactions"]))
-    assert dg.AssetKey(["lakehouse", "raw_transactions"]) in staging.parent_keys
-    for name in MARTS:
-        node = graph.get(dg.AssetKey(["marts", name]))
+    assert RAW_TRANSACTIONS in staging.parent_keys
+    for key in MARTS.values():
+        node = graph.get(key)
         assert node.group_name == "marts"
         assert "delta" in node.kinds
     checks = {(c.asset_key.path[-1], c.name) for c in graph.asset_check_keys}
@@ -113,12 +167,10 @@ def test_daily_job_ingests_the_new_day_then_builds_its_features(daily_home, dbt_
         checks = result.get_asset_check_evaluations()
         mart_checks = [c for c in checks if c.asset_key.path[0] == "marts"]
         assert mart_checks and all(c.passed for c in mart_checks)
-        raw = instance.get_latest_materialization_event(
-            dg.AssetKey(["lakehouse", "raw_transactions"])
-        ).asset_materialization
+        raw = instance.get_latest_materialization_event(RAW_TRANSACTIONS).asset_materialization
         assert raw.partition == last.isoformat()
         materialization = instance.get_latest_materialization_event(
-            dg.AssetKey(["marts", "customer_features"])
+            CUSTOMER_FEATURES_MART
         ).asset_materialization
         assert materialization.metadata["dagster/row_count"].value == (
             daily_home.sim_customers * daily_home.sim_days

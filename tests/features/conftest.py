@@ -1,7 +1,8 @@
 """Fixtures of the feature store tests: contract-exact marts built with the reference functions.
 
 The dbt marts are the real inputs; these fixtures write the same Delta tables (schema of the
-data contract, values of ml/features.py) from the tiny lakehouse, so the feature store domain
+data contract, values of features/definitions.py) from the tiny lakehouse, so the feature store
+domain
 is tested on its own. ``write_marts`` is reusable by any test that needs marts.
 """
 
@@ -15,16 +16,15 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from fraudops.settings import Settings, get_settings
-from lakehouse import delta
-from ml.features import (
-    CUSTOMER_FEATURES,
-    TERMINAL_FEATURES,
+from features.definitions import (
     as_of_timestamps,
     customer_features,
     terminal_features,
     transaction_features,
 )
+from fraudops.contracts import CUSTOMER_FEATURES, TERMINAL_FEATURES
+from fraudops.settings import Settings, get_settings
+from lakehouse import delta
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -65,7 +65,7 @@ def write_mart(settings: Settings, name: str, frame: pd.DataFrame, schema: pa.Sc
 
 
 def entity_marts(raw: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Customer and terminal feature marts of the raw tables, per ml/features.py."""
+    """Customer and terminal feature marts of the raw tables, per features/definitions.py."""
     read = lambda name: delta.read_table(raw.table_uri("raw", name)).to_pandas()  # noqa: E731
     tx, reports = read("transactions"), read("fraud_reports")
     as_of = as_of_timestamps(raw.sim_start_date, tx["tx_date"].max())

@@ -9,9 +9,9 @@ import sys
 
 import yaml
 
+from features import store as feature_store
+from fraudops.contracts import FEATURE_COLUMNS
 from fraudops.settings import get_settings
-from ml import feature_store
-from ml.features import FEATURE_COLUMNS
 
 REPO = feature_store.FEATURE_REPO
 
@@ -75,7 +75,7 @@ def test_feast_cli_applies_the_repo_with_the_exported_variables(feast_settings) 
         "FRAUDOPS_FEAST_PROJECT": feast_settings.feast_project,
     }
     exports = subprocess.run(
-        [sys.executable, "-m", "ml.feature_store", "env"],
+        [sys.executable, "-m", "features.store", "env"],
         env=env,
         capture_output=True,
         text=True,

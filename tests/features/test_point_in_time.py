@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
+from features import store as feature_store
+from fraudops.contracts import CUSTOMER_FEATURES, TERMINAL_FEATURES
 from fraudops.settings import get_settings
 from lakehouse import delta
-from ml import feature_store
-from ml.features import CUSTOMER_FEATURES, TERMINAL_FEATURES
 
 from .conftest import CUSTOMER_SCHEMA, LABELLED_SCHEMA, TERMINAL_SCHEMA, write_mart
 

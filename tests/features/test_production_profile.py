@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import numpy as np
 import pytest
 import redis
 
-from ml import feature_store
-from ml.features import CUSTOMER_FEATURES
+from features import store as feature_store
+from serving.features import FeastFeatureSource
 
 from .conftest import last_mart_day
 
@@ -48,19 +49,17 @@ def test_production_profile_cycle(production_settings, feast_settings) -> None:
     # A second store object sees the registry in PostgreSQL and the values in Redis.
     again = feature_store.open_store(production_settings)
     assert feature_store.latest_materialized(again, "customer_features").date() == last
-    when = dt.datetime.combine(last, dt.time(12), tzinfo=dt.UTC)
-    out = feature_store.OnlineFeatures(again).lookup([4, 99_999], [4, 4], [when, when], [5.0, 5.0])
-    assert out["features_missing"].tolist() == [0, 1]
+    when = np.full(2, np.datetime64(dt.datetime.combine(last, dt.time(12)), "us"))
+    out = FeastFeatureSource(again).lookup([4, 99_999], [4, 4], when)
+    assert out.missing.tolist() == [False, True]
 
     # The embedded store over the same marts serves the same values.
     embedded = feature_store.open_store(feast_settings)
     feature_store.apply_definitions(embedded, feast_settings)
     feature_store.materialize_days(embedded, feast_settings, [last])
-    local = feature_store.OnlineFeatures(embedded).lookup([4], [4], [when], [5.0])
-    assert (
-        out.loc[[0], CUSTOMER_FEATURES].to_numpy().tolist()
-        == local[CUSTOMER_FEATURES].to_numpy().tolist()
-    )
+    local = FeastFeatureSource(embedded).lookup([4], [4], when[:1])
+    assert out.values[0].tolist() == local.values[0].tolist()
+    assert not np.isnan(local.values).any()
 
     skew = feature_store.compare_online_offline(again, production_settings, sample_size=20)
     assert skew.passed, skew.examples

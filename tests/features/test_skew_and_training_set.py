@@ -9,10 +9,10 @@ import pytest
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
+from features import store as feature_store
+from fraudops.contracts import CUSTOMER_FEATURES, FEATURE_COLUMNS, TERMINAL_FEATURES
 from lakehouse import delta
-from ml import feature_store
 from ml.dataset import load_training_set
-from ml.features import CUSTOMER_FEATURES, FEATURE_COLUMNS, TERMINAL_FEATURES
 
 from .conftest import last_mart_day
 

@@ -7,12 +7,19 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
-from ml import feature_store
-from ml.feature_store.sqlite_reader import SMALL_BATCH, SqliteOnlineReader, decode_values
-from ml.features import CUSTOMER_FEATURES
+from features import store as feature_store
+from features.store.sqlite_reader import (
+    SMALL_BATCH,
+    OnlineFormatMismatchError,
+    SqliteOnlineReader,
+    decode_values,
+    entity_keys,
+)
+from fraudops.contracts import CUSTOMER_FEATURES
 
 AS_OF = dt.datetime(2018, 5, 2, tzinfo=dt.UTC)
 
@@ -109,3 +116,21 @@ def test_decode_values_vectorised_equals_protobuf_for_every_layout() -> None:
     np.testing.assert_array_equal(vectorised, one_by_one)
     assert vectorised[:5].tolist() == [1.5, -7.0, 1.0, -0.125, float(2**63 - 1)]
     assert np.isnan(vectorised[5])
+
+
+def test_entity_keys_match_feast() -> None:
+    ids = np.array([1, 2, 255, 256, 10_000, -1, 2**63 - 1, -(2**63)], dtype=np.int64)
+    expected = [
+        serialize_entity_key(
+            EntityKey(join_keys=["terminal_id"], entity_values=[Value(int64_val=int(i))]), 3
+        )
+        for i in ids
+    ]
+    assert entity_keys("terminal_id", ids) == expected
+
+
+def test_reader_refuses_a_key_layout_it_does_not_build(store) -> None:
+    # Serialization version 2 (still accepted by Feast) lays keys out differently.
+    store.config.entity_key_serialization_version = 2
+    with pytest.raises(OnlineFormatMismatchError, match="customer_id"):
+        SqliteOnlineReader(store, ["customer_id"])

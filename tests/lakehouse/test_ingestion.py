@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse import delta
-from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data, simulator_config
-from lakehouse.simulator import Simulator
+from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+from lakehouse.simulator import Simulator, SimulatorConfig
 from lakehouse.source import MissingExtractError, extract_path, land_range
 
 DAY = dt.date(2018, 4, 3)
@@ -82,7 +82,7 @@ def _bad_batch(good: pa.Table) -> tuple[pa.Table, dict[str, str]]:
 
 def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_good_rows_land(lakehouse):
     settings = lakehouse.settings
-    land_range(Simulator(simulator_config(settings)), settings.landing_path, DAY, DAY)
+    land_range(Simulator(SimulatorConfig.from_settings(settings)), settings.landing_path, DAY, DAY)
     path = extract_path(settings.landing_path, "transactions", DAY)
     good = pq.read_table(path)
     batch, expected = _bad_batch(good)
@@ -102,7 +102,7 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_good_rows_land(
 
 def test_fixing_the_extract_and_rerunning_clears_its_quarantine(lakehouse):
     settings = lakehouse.settings
-    land_range(Simulator(simulator_config(settings)), settings.landing_path, DAY, DAY)
+    land_range(Simulator(SimulatorConfig.from_settings(settings)), settings.landing_path, DAY, DAY)
     path = extract_path(settings.landing_path, "transactions", DAY)
     good = pq.read_table(path)
     pq.write_table(_bad_batch(good)[0], path)

@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from fraudops.settings import get_settings
 from lakehouse.simulator import (
     SCENARIO_AMOUNT,
     SCENARIO_CARD_TESTING,
@@ -17,7 +18,8 @@ from lakehouse.simulator import (
     SimulatorConfig,
 )
 
-SMALL = SimulatorConfig(n_customers=300, n_terminals=600, n_days=20)
+REFERENCE = SimulatorConfig.from_settings(get_settings())
+SMALL = SimulatorConfig.from_settings(get_settings(), n_customers=300, n_terminals=600, n_days=20)
 
 
 def _concat(sim: Simulator) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -30,7 +32,7 @@ def _concat(sim: Simulator) -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def reference() -> tuple[Simulator, pd.DataFrame, pd.DataFrame]:
     """The whole reference-scale simulation (about 1.75 M rows, a couple of seconds)."""
-    sim = Simulator(SimulatorConfig())
+    sim = Simulator(REFERENCE)
     tx, frauds = _concat(sim)
     return sim, tx, frauds
 

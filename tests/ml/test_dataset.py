@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from fraudops.contracts import FEATURE_COLUMNS
 from lakehouse import delta
 from ml.dataset import (
     TRAINING_COLUMNS,
@@ -12,7 +13,6 @@ from ml.dataset import (
     load_training_set,
     validate_training_frame,
 )
-from ml.features import FEATURE_COLUMNS
 from tests.ml.conftest import write_training_set
 
 

@@ -8,9 +8,8 @@ import pytest
 import xgboost
 from mlflow.tracking import MlflowClient
 
-from ml import tracking
+from fraudops.contracts import FEATURE_COLUMNS
 from ml.dataset import load_training_set
-from ml.features import FEATURE_COLUMNS
 from ml.metrics import classification_metrics
 from ml.model import model_input
 from ml.pipeline import Candidate, evaluate_candidates, make_splits, train_candidate
@@ -32,7 +31,7 @@ def trained(tmp_path_factory, tiny_lakehouse, tiny_training_frame):
 
 def test_run_records_params_data_code_and_packages(trained) -> None:
     settings, candidates, _ = trained
-    client = MlflowClient(tracking.store_uri(settings.tracking_uri))
+    client = MlflowClient(settings.tracking_uri)
     data = load_training_set(settings)
     run = client.get_run(candidates[0].run_id)
     assert run.data.params["seed"] == str(settings.train_seed)

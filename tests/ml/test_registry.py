@@ -9,15 +9,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from cli.model import app
+from fraudops.contracts import CHALLENGER, CHAMPION
 from fraudops.settings import Settings, get_settings
 from ml import tracking
-from ml.cli import app
 from ml.dataset import TrainingData, load_training_set
 from ml.gate import AWAITING, KEPT, PROMOTED, decide, run_gate
 from ml.pipeline import Candidate, Evaluation, evaluate_model, make_splits, train_candidate
 from ml.registry import (
-    CHALLENGER,
-    CHAMPION,
     champion_summary,
     list_versions,
     promote,

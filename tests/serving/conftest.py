@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.process import ServiceProcess
+from cli.launcher import ServiceProcess
 from tests.serving import fixtures as fx
 
 
 @pytest.fixture(scope="session")
 def world(tiny_lakehouse) -> fx.TinyWorld:
-    """Reference features of the tiny lakehouse (ml/features.py)."""
+    """Reference features of the tiny lakehouse (features/definitions.py)."""
     return fx.build_world(tiny_lakehouse.settings)
 
 

@@ -13,18 +13,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fraudops.settings import Settings
-from lakehouse.delta import read_table
-from ml.features import (
-    CUSTOMER_FEATURES,
-    FEATURE_COLUMNS,
-    TERMINAL_FEATURES,
+from cli.launcher import SERVICE, ServiceProcess, free_port
+from features.definitions import (
     as_of_timestamps,
     customer_features,
     terminal_features,
     transaction_features,
 )
-from serving.process import SERVICE, ServiceProcess, free_port
+from fraudops.contracts import CUSTOMER_FEATURES, FEATURE_COLUMNS, TERMINAL_FEATURES
+from fraudops.environ import settings_env
+from fraudops.settings import Settings, get_settings
+from lakehouse.delta import read_table
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 MODEL_NAME = "fraud_detector"
@@ -32,7 +31,7 @@ MODEL_NAME = "fraud_detector"
 
 @dataclass
 class TinyWorld:
-    """Reference features of the tiny lakehouse, computed with ml/features.py."""
+    """Reference features of the tiny lakehouse, computed with features/definitions.py."""
 
     transactions: pd.DataFrame
     customer_features: pd.DataFrame
@@ -179,7 +178,7 @@ def build_feast_repo(
         view = FeatureView(
             name=f"{entity_name}_features",
             entities=[entity],
-            ttl=dt.timedelta(days=1),  # as feature_repo/: a row serves the day it starts
+            ttl=dt.timedelta(days=1),  # as features/repo/: a row serves the day it starts
             schema=[Field(name=f, dtype=Int64 if "nb_tx" in f else Float64) for f in features],
             source=FileSource(path=str(path), timestamp_field="feature_timestamp"),
         )
@@ -202,28 +201,15 @@ def server_process(env: dict[str, str], service: str = SERVICE) -> ServiceProces
     return ServiceProcess(env, log_path, service=service, port=port)
 
 
-def service_env(home: Path, tracking_uri: str, repo: Path, **settings: object) -> dict[str, str]:
-    """Environment of a service process: its own home, registry and feature repo."""
-    env = {
-        "FRAUDOPS_HOME": str(home),
-        "FRAUDOPS_MLFLOW_TRACKING_URI": tracking_uri,
-        "FRAUDOPS_SERVING_FEATURE_REPO": str(repo),
-        "BENTOML_HOME": str(home / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
-    for key, value in settings.items():
-        env[f"FRAUDOPS_{key.upper()}"] = value if isinstance(value, str) else _json(value)
-    return env
+def service_env(home: Path, tracking_uri: str, repo: Path, **overrides: object) -> dict[str, str]:
+    """Environment of a service process: its own home, registry, feature repo and BentoML home."""
+    settings = get_settings(
+        home=home, mlflow_tracking_uri=tracking_uri, serving_feature_repo=repo, **overrides
+    )
+    return {**settings_env(settings), "BENTOML_HOME": str(home / "bentoml")}
 
 
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-def transaction(tx_id: str, customer: int, terminal: int, amount: float, when: str) -> dict:
+def transaction(tx_id: int, customer: int, terminal: int, amount: float, when: str) -> dict:
     """A request transaction."""
     return {
         "transaction_id": tx_id,
@@ -254,3 +240,97 @@ def expected_inputs(world: TinyWorld, rows: list[dict]) -> pd.DataFrame:
 def as_array(values) -> np.ndarray:
     """A flat float array."""
     return np.asarray(values, dtype="float64").reshape(-1)
+
+
+def log_rows(n: int, first_id: int, **columns: object) -> dict[str, object]:
+    """One scoring call's prediction-log columns for ids ``first_id`` .. ``first_id + n - 1``,
+    typed as the scorer types them."""
+    start = np.datetime64("2018-05-16T00:00:00", "us")
+    rows: dict[str, object] = {
+        "scored_at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "transaction_id": np.arange(first_id, first_id + n),
+        "customer_id": np.arange(1, n + 1),
+        "terminal_id": np.arange(1, n + 1),
+        "tx_datetime": start + np.arange(n) * np.timedelta64(3_600_000_000, "us"),
+        **{c: np.ones(n) for c in FEATURE_COLUMNS},
+        "features_as_of": [None] * n,
+        "degraded": np.ones(n, dtype=bool),
+        "score": np.full(n, 0.25),
+        "decision": np.array(["approve"] * n),
+        "model_version": np.array(["1"] * n),
+        "served_by": np.array(["champion"] * n),
+        "routing": "champion",
+        "champion_version": "1",
+        "champion_score": np.full(n, 0.25),
+        "challenger_version": None,
+        "challenger_score": np.full(n, np.nan),
+        "latency_ms": np.full(n, 3.0),
+        "batch_size": n,
+    }
+    return {**rows, **columns}
+
+
+def _tree(server: ServiceProcess) -> list:
+    import psutil
+
+    parent = psutil.Process(server.process.pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def kill_tree(server: ServiceProcess) -> None:
+    """``kill -9`` every process of the service at once (the worker has a group of its own)."""
+    import signal
+
+    processes = _tree(server)
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+    for process in processes:
+        process.wait(timeout=30)
+
+
+def kill_worker(server: ServiceProcess) -> int:
+    """``kill -9`` the service's worker only (BentoML's arbiter starts a new one); its pid."""
+    import signal
+
+    [worker] = [p for p in _tree(server) if "_bentoml_impl.worker.service" in p.cmdline()]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    return worker.pid
+
+
+def worker_pids(server: ServiceProcess) -> set[int]:
+    """The pids of the service's worker processes now."""
+    return {p.pid for p in _tree(server) if "_bentoml_impl.worker.service" in p.cmdline()}
+
+
+def delete_artifacts(tracking_uri: str, version: int) -> None:
+    """Delete a registered version's artifacts (the registry still lists the version)."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri, tracking_uri)
+    location = urlparse(client.get_model_version_download_uri(MODEL_NAME, str(version)))
+    shutil.rmtree(location.path)
+
+
+def alias_to_missing_version(tracking_uri: str, alias: str, version: int) -> None:
+    """Point ``alias`` at a version the registry does not have (MLflow's API refuses to)."""
+    import sqlite3
+
+    with sqlite3.connect(tracking_uri.removeprefix("sqlite:///")) as db:
+        db.execute(
+            "update registered_model_aliases set version = ? where alias = ? and name = ?",
+            (version, alias, MODEL_NAME),
+        )
+
+
+def prediction_log(env: dict[str, str]) -> pd.DataFrame:
+    """The service's prediction log (empty before its first commit)."""
+    from lakehouse.delta import table_exists
+
+    uri = env["FRAUDOPS_PREDICTION_LOG_TABLE"]
+    if not table_exists(uri):
+        return pd.DataFrame({"transaction_id": pd.Series([], dtype="int64")})
+    return read_table(uri).to_pandas()

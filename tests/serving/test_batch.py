@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from fraudops.contracts import FEATURE_COLUMNS
 from fraudops.settings import get_settings
 from lakehouse.delta import overwrite, read_table
-from ml.features import FEATURE_COLUMNS
 from orchestration.defs.serving.assets import build_assets
 from orchestration.partitions import daily_partitions
 from orchestration.resources import SettingsResource

@@ -9,7 +9,9 @@ import numpy as np
 from fraudops.settings import get_settings
 from ml.model import model_input
 from serving.features import GuardedFeatures
+from serving.journal import decode, encode
 from serving.models import ModelSource
+from serving.prediction_log import to_arrow
 from serving.schemas import Transaction
 from serving.scoring import Scorer
 from tests.serving import fixtures as fx
@@ -30,9 +32,7 @@ def test_the_ml_pyfunc_is_served_with_its_own_scores(tmp_path, world):
     amounts = [5.0, 80.0, 250.0, 900.0]
     scored = scorer.score(
         [
-            Transaction(
-                transaction_id=f"c{i}", customer_id=1, terminal_id=1, amount=a, timestamp=when
-            )
+            Transaction(transaction_id=i, customer_id=1, terminal_id=1, amount=a, timestamp=when)
             for i, a in enumerate(amounts)
         ]
     )
@@ -50,3 +50,6 @@ def test_the_ml_pyfunc_is_served_with_its_own_scores(tmp_path, world):
     np.testing.assert_allclose(champion.model.predict(model_input(expected_rows)), got, atol=1e-6)
     assert all(r.degraded and r.model_version == str(version) for r in scored.results)
     assert got[-1] >= got[0]  # the model's monotone amount constraint survives serving
+    # The journal reads back exactly what the scorer logs (its unpickler admits no more).
+    replayed = to_arrow(decode(encode(scored.log_rows)))
+    assert replayed.equals(to_arrow(scored.log_rows))

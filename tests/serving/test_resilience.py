@@ -13,9 +13,11 @@ from tests.serving import fixtures as fx
 KEY = "key-ops"
 HEADERS = {"X-API-Key": KEY}
 WHEN = "2018-05-16T09:30:00Z"
+# Transaction ids of the scenario's steps.
+RUN1_FIRST, RUN1_POLLS, RUN2_BEFORE, RUN2_BATCH = 1_000, 2_000, 3_000, 4_000
 
 
-def _score(server, tx_id: str, customer: int = 3, terminal: int = 5) -> httpx.Response:
+def _score(server, tx_id: int, customer: int = 3, terminal: int = 5) -> httpx.Response:
     row = fx.transaction(tx_id, customer, terminal, 42.0, WHEN)
     return httpx.post(
         f"{server.url}/v1/score", json={"transaction": row}, headers=HEADERS, timeout=60
@@ -49,7 +51,7 @@ def test_store_down_shadow_alias_moves_and_a_graceful_restart(
     server = start_server(shadow_env)
     # The online store is down: not ready, but answering with the documented fallback.
     assert httpx.get(f"{server.url}/readyz").status_code == 503
-    first = _score(server, "run1-first")
+    first = _score(server, RUN1_FIRST)
     assert first.status_code == 200
     assert first.json()["degraded"] is True
     assert first.json()["features_as_of"] is None
@@ -62,9 +64,9 @@ def test_store_down_shadow_alias_moves_and_a_graceful_restart(
     while version == "1" and time.monotonic() < deadline:
         time.sleep(0.5)
         polls += 1
-        version = _score(server, f"run1-poll-{polls}").json()["model_version"]
+        version = _score(server, RUN1_POLLS + polls).json()["model_version"]
     assert version == "3"
-    sent = {"run1-first"} | {f"run1-poll-{i}" for i in range(1, polls + 1)}
+    sent = {RUN1_FIRST} | {RUN1_POLLS + i for i in range(1, polls + 1)}
 
     # Graceful stop flushes the log (its size and time triggers are out of reach here).
     assert server.stop() == 0
@@ -80,12 +82,12 @@ def test_store_down_shadow_alias_moves_and_a_graceful_restart(
 
     # Restarted without the watcher: the reload endpoint moves the champion at once.
     server = start_server({**shadow_env, "FRAUDOPS_SERVING_RELOAD_INTERVAL_S": "3600"})
-    assert _score(server, "run2-before").json()["model_version"] == "3"
+    assert _score(server, RUN2_BEFORE).json()["model_version"] == "3"
     fx.set_alias(registry_copy, "champion", 2)
     answer = httpx.post(f"{server.url}/v1/admin/reload", json={}, headers=HEADERS, timeout=60)
     assert answer.status_code == 200
     assert answer.json()["serving"]["champion"] == "2"
-    batch = [fx.transaction(f"run2-{i}", 1 + i, 1 + i, 10.0, WHEN) for i in range(30)]
+    batch = [fx.transaction(RUN2_BATCH + i, 1 + i, 1 + i, 10.0, WHEN) for i in range(30)]
     answer = httpx.post(
         f"{server.url}/v1/score/batch", json={"transactions": batch}, headers=HEADERS, timeout=60
     )
@@ -94,4 +96,4 @@ def test_store_down_shadow_alias_moves_and_a_graceful_restart(
 
     # Nothing was lost across the restart.
     ids = set(_log(server).column("transaction_id").to_pylist())
-    assert ids == sent | {"run2-before"} | {f"run2-{i}" for i in range(30)}
+    assert ids == sent | {RUN2_BEFORE} | {RUN2_BATCH + i for i in range(30)}

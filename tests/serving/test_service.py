@@ -52,11 +52,21 @@ def _post(server, path: str, body, headers=HEADERS) -> httpx.Response:
     )
 
 
+# Each test sends its own block of transaction ids, so its prediction-log rows can be told apart.
+BLOCK = 100_000
+ID_BLOCKS = {
+    name: (i + 1) * BLOCK
+    for i, name in enumerate(
+        ["happy", "batch", "unknown-customer", "stale", "auth", "over", "flood", "canary", "logged"]
+    )
+}
+
+
 def _transactions(world, n: int, prefix: str) -> list[dict]:
     rng = np.random.default_rng(len(prefix) + n)
     return [
         fx.transaction(
-            f"{prefix}-{i}",
+            ID_BLOCKS[prefix] + i,
             int(rng.integers(1, 61)),
             int(rng.integers(1, 121)),
             float(round(rng.uniform(1, 300), 2)),
@@ -100,7 +110,7 @@ def test_batch_answers_in_input_order_and_agrees_with_single_scoring(server, wor
 
 
 def test_unknown_entity_is_scored_degraded_with_the_fallback(server):
-    row = fx.transaction("unknown-customer", 10_000, 5, 20.0, DAY.format(hour=12))
+    row = fx.transaction(ID_BLOCKS["unknown-customer"], 10_000, 5, 20.0, DAY.format(hour=12))
     answer = _post(server, "/v1/score", {"transaction": row})
     assert answer.status_code == 200
     assert answer.json()["degraded"] is True
@@ -109,7 +119,7 @@ def test_unknown_entity_is_scored_degraded_with_the_fallback(server):
 
 def test_a_row_older_than_the_ttl_is_not_reused(server):
     # The store holds rows as of 2018-05-16 00:00; two days later they are expired.
-    row = fx.transaction("stale", 3, 5, 20.0, "2018-05-18T12:00:00Z")
+    row = fx.transaction(ID_BLOCKS["stale"], 3, 5, 20.0, "2018-05-18T12:00:00Z")
     answer = _post(server, "/v1/score", {"transaction": row})
     assert answer.status_code == 200
     assert answer.json()["degraded"] is True
@@ -122,7 +132,7 @@ def test_a_row_older_than_the_ttl_is_not_reused(server):
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}])
 def test_missing_or_wrong_api_key_is_401_json(server, headers):
-    row = fx.transaction("auth", 1, 1, 1.0, DAY.format(hour=1))
+    row = fx.transaction(ID_BLOCKS["auth"], 1, 1, 1.0, DAY.format(hour=1))
     answer = _post(server, "/v1/score", {"transaction": row}, headers=headers)
     assert answer.status_code == 401
     assert "X-API-Key" in answer.json()["error"]
@@ -132,12 +142,12 @@ def test_missing_or_wrong_api_key_is_401_json(server, headers):
     ("body", "field"),
     [
         ({"transaction": {"amount": 1}}, "transaction_id"),
-        ({"transaction": fx.transaction("b", 1, 1, -5.0, DAY.format(hour=1))}, "amount"),
-        ({"transaction": fx.transaction("b", 1, 1, 60_000.0, DAY.format(hour=1))}, "amount"),
-        ({"transaction": fx.transaction("b", 0, 1, 5.0, DAY.format(hour=1))}, "customer_id"),
-        ({"transaction": fx.transaction("b", 1, 1, 5.0, "2018-05-16 01:00")}, "timestamp"),
-        ({"transaction": {**fx.transaction("b", 1, 1, 5.0, DAY.format(hour=1)), "x": 1}}, "x"),
-        ({"transaction": fx.transaction("b", 1, "7", 5.0, DAY.format(hour=1))}, "terminal_id"),
+        ({"transaction": fx.transaction(1, 1, 1, -5.0, DAY.format(hour=1))}, "amount"),
+        ({"transaction": fx.transaction(1, 1, 1, 60_000.0, DAY.format(hour=1))}, "amount"),
+        ({"transaction": fx.transaction(1, 0, 1, 5.0, DAY.format(hour=1))}, "customer_id"),
+        ({"transaction": fx.transaction(1, 1, 1, 5.0, "2018-05-16 01:00")}, "timestamp"),
+        ({"transaction": {**fx.transaction(1, 1, 1, 5.0, DAY.format(hour=1)), "x": 1}}, "x"),
+        ({"transaction": fx.transaction(1, 1, "7", 5.0, DAY.format(hour=1))}, "terminal_id"),
     ],
 )
 def test_invalid_fields_are_400_naming_the_field(server, body, field):
@@ -174,7 +184,7 @@ def test_batch_over_the_limit_is_400(server, world):
 
 
 def test_rate_limit_is_429_with_retry_after_per_key(server):
-    row = {"transaction": fx.transaction("flood", 1, 1, 1.0, DAY.format(hour=1))}
+    row = {"transaction": fx.transaction(ID_BLOCKS["flood"], 1, 1, 1.0, DAY.format(hour=1))}
     with httpx.Client(timeout=30) as client:
         codes, retry_after = [], None
         for _ in range(250):
@@ -198,7 +208,7 @@ def test_canary_share_within_tolerance_and_logged_with_both_scores(server, world
     share = (versions == "2").mean()
     assert set(versions) == {"1", "2"}
     assert abs(share - 0.3) < 0.05
-    log = _wait_for_log(server, "canary-", 1_000)
+    log = _wait_for_log(server, "canary", 1_000)
     by_challenger = log[log["served_by"] == "challenger"]
     assert len(by_challenger) == (versions == "2").sum()
     assert by_challenger["challenger_score"].notna().all()
@@ -210,7 +220,7 @@ def test_prediction_log_holds_inputs_features_and_outcome(server, world):
     rows = _transactions(world, 5, "logged")
     for row in rows:
         assert _post(server, "/v1/score", {"transaction": row}).status_code == 200
-    log = _wait_for_log(server, "logged-", 5).sort_values("transaction_id")
+    log = _wait_for_log(server, "logged", 5).sort_values("transaction_id")
     expected = fx.expected_inputs(world, sorted(rows, key=lambda r: r["transaction_id"]))
     np.testing.assert_allclose(log[expected.columns].to_numpy(), expected.to_numpy())
     assert (log["latency_ms"] > 0).all()
@@ -233,7 +243,7 @@ def _wait_for_log(server, prefix: str, n: int, timeout: float = 30.0):
     while True:
         try:
             frame = read_table(uri).to_pandas()
-            frame = frame[frame["transaction_id"].str.startswith(prefix)]
+            frame = frame[frame["transaction_id"] // BLOCK == ID_BLOCKS[prefix] // BLOCK]
             if len(frame) >= n or time.monotonic() > deadline:
                 assert len(frame) == n
                 return frame

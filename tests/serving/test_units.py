@@ -7,20 +7,20 @@ import json
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from fraudops.contracts import ENTITY_FEATURES
 from lakehouse.delta import read_table
-from ml.features import FEATURE_COLUMNS
-from serving.features import ENTITY_FEATURES, FeatureSourceError, GuardedFeatures, OnlineRows
+from serving.features import FeatureSourceError, GuardedFeatures, OnlineRows
 from serving.guard import TokenBuckets
 from serving.prediction_log import SCHEMA, PredictionLog
 from serving.schemas import ScoreRequest
 from serving.scoring import canary_bucket, decide
+from tests.serving.fixtures import log_rows
 
 GOOD = {
-    "transaction_id": "tx-1",
+    "transaction_id": 1,
     "customer_id": 3,
     "terminal_id": 5,
     "amount": 42.5,
@@ -47,7 +47,9 @@ def test_request_schema_accepts_a_valid_transaction_in_utc():
         ({"customer_id": 0}, "customer_id"),
         ({"terminal_id": 2**63}, "terminal_id"),
         ({"customer_id": True}, "customer_id"),
-        ({"transaction_id": ""}, "transaction_id"),
+        ({"transaction_id": "1"}, "transaction_id"),
+        ({"transaction_id": -1}, "transaction_id"),
+        ({"transaction_id": 2**63}, "transaction_id"),
         ({"timestamp": "2018-05-16T03:00:00"}, "timestamp"),
         ({"timestamp": "yesterday"}, "timestamp"),
         ({"colour": "red"}, "colour"),
@@ -60,7 +62,7 @@ def test_request_schema_rejects_bad_fields_by_name(change, field):
 
 
 def test_request_schema_rejects_non_finite_amounts_in_json():
-    body = '{"transaction": {"transaction_id": "a", "customer_id": 1, "terminal_id": 1, '
+    body = '{"transaction": {"transaction_id": 1, "customer_id": 1, "terminal_id": 1, '
     body += '"amount": NaN, "timestamp": "2018-05-16T03:00:00Z"}}'
     with pytest.raises(ValidationError):
         ScoreRequest.model_validate_json(body)
@@ -87,8 +89,8 @@ def test_decisions_follow_the_thresholds():
 
 
 def test_canary_bucket_is_stable_and_uniform():
-    buckets = np.array([canary_bucket(f"tx-{i}") for i in range(20_000)])
-    assert canary_bucket("tx-7") == buckets[7]
+    buckets = np.array([canary_bucket(i) for i in range(20_000)])
+    assert canary_bucket(7) == buckets[7]
     assert (buckets >= 0).all() and (buckets < 1).all()
     assert abs((buckets < 0.2).mean() - 0.2) < 0.02
 
@@ -152,39 +154,15 @@ def _wait_until(condition, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def _rows(n: int, prefix: str) -> dict[str, object]:
-    return {
-        "scored_at": pd.Timestamp("2026-01-02 03:04:05", tz="UTC"),
-        "transaction_id": [f"{prefix}{i}" for i in range(n)],
-        "customer_id": np.arange(1, n + 1),
-        "terminal_id": np.arange(1, n + 1),
-        "tx_datetime": pd.Series(pd.date_range("2018-05-16", periods=n, freq="h", tz="UTC")),
-        **{c: np.ones(n) for c in FEATURE_COLUMNS},
-        "features_as_of": [None] * n,
-        "degraded": np.ones(n, dtype=bool),
-        "score": np.full(n, 0.25),
-        "decision": np.array(["approve"] * n),
-        "model_version": np.array(["1"] * n),
-        "served_by": np.array(["champion"] * n),
-        "routing": "champion",
-        "champion_version": "1",
-        "champion_score": np.full(n, 0.25),
-        "challenger_version": None,
-        "challenger_score": np.full(n, np.nan),
-        "latency_ms": np.full(n, 3.0),
-        "batch_size": n,
-    }
-
-
 def test_prediction_log_writes_on_size_and_on_close(tmp_path):
     uri = str(tmp_path / "prediction_log")
     log = PredictionLog(uri, batch_rows=10, flush_s=3600)
-    log.append(_rows(4, "a"))
+    log.append(log_rows(4, 0))
     assert log.pending_rows == 4
-    log.append(_rows(6, "b"))  # reaches the batch size: the writer thread wakes up
+    log.append(log_rows(6, 10))  # reaches the batch size: the writer thread wakes up
     _wait_until(lambda: log.rows_written == 10)
     assert read_table(uri).num_rows == 10
-    log.append(_rows(3, "c"))
+    log.append(log_rows(3, 20))
     assert log.close() == 3
     table = read_table(uri)
     assert table.num_rows == 13
@@ -197,7 +175,7 @@ def test_prediction_log_writes_on_size_and_on_close(tmp_path):
 def test_prediction_log_writes_on_time(tmp_path):
     uri = str(tmp_path / "prediction_log")
     log = PredictionLog(uri, batch_rows=1_000, flush_s=0.2)
-    log.append(_rows(2, "t"))
+    log.append(log_rows(2, 0))
     _wait_until(lambda: log.rows_written == 2)
     assert read_table(uri).num_rows == 2
     log.close()
@@ -207,7 +185,7 @@ def test_prediction_log_keeps_rows_when_a_write_fails(tmp_path):
     blocked = tmp_path / "prediction_log"
     blocked.write_text("not a directory")  # the store is unusable for now
     log = PredictionLog(str(blocked), batch_rows=1, flush_s=3600)
-    log.append(_rows(3, "kept"))  # a full buffer: the write fails, the caller is not hurt
+    log.append(log_rows(3, 0))  # a full buffer: the write fails, the caller is not hurt
     _wait_until(lambda: log.failed_writes >= 1)
     assert log.pending_rows == 3
     blocked.unlink()
@@ -218,9 +196,9 @@ def test_prediction_log_keeps_rows_when_a_write_fails(tmp_path):
 def test_prediction_log_keeps_each_calls_own_shared_values(tmp_path):
     uri = str(tmp_path / "prediction_log")
     log = PredictionLog(uri, batch_rows=1_000, flush_s=3600)
-    first = _rows(2, "a")
+    first = log_rows(2, 0)
     second = {
-        **_rows(3, "b"),
+        **log_rows(3, 10),
         "scored_at": dt.datetime(2026, 1, 3, 0, 0, 1, tzinfo=dt.UTC),
         "routing": "shadow",
         "challenger_version": "2",

@@ -1,6 +1,8 @@
 {{ delta_mart_config(partition_by='tx_month') }}
 
--- Every valid transaction with its request-time features and its label as currently known.
+-- Every valid transaction with its amount and its label as currently known. The request-time
+-- flags (weekend, night) are not here: training and serving both take them from Feast's
+-- request-time view, computed from tx_datetime.
 -- The label is known from label_available_at on; rows whose label_available_at is after the
 -- newest ingested report are not labelled yet and must not serve as negatives.
 with
@@ -28,9 +30,6 @@ labelled as (
         transactions.customer_id,
         transactions.terminal_id,
         transactions.tx_amount,
-        -- The session time zone is UTC (profiles.yml), as in ml.features.transaction_features.
-        cast(isodow(transactions.tx_datetime) >= 6 as tinyint) as tx_during_weekend,
-        cast(hour(transactions.tx_datetime) <= 6 as tinyint) as tx_during_night,
         cast(reports.transaction_id is not null as tinyint) as is_fraud,
         cast(coalesce(reports.fraud_scenario, 0) as tinyint) as fraud_scenario,
         transactions.tx_datetime + to_days({{ label_delay_days() }}) as label_available_at,

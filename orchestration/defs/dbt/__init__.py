@@ -8,7 +8,7 @@ from orchestration.defs.dbt.schedules import build_transform_job
 
 
 def build_defs() -> dg.Definitions:
-    """Definitions of the dbt domain (parses the dbt project if its manifest is stale)."""
+    """Definitions of the dbt domain (``dbt_project`` decides when the project is parsed)."""
     project = dbt_project()
     return dg.Definitions(
         assets=[build_dbt_assets(project)],

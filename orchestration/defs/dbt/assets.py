@@ -9,27 +9,37 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from deltalake import DeltaTable
 
+from fraudops.environ import exported, settings_env
 from fraudops.settings import Settings
-from orchestration.defs.dbt.resources import dbt_environment
+from orchestration.defs.lakehouse.assets import raw_key
 from orchestration.resources import SettingsResource
 
 LAYERS = ("staging", "intermediate", "marts")
-# dbt sources are the raw tables the lakehouse domain writes (orchestration/defs/lakehouse).
-SOURCE_PREFIX = "lakehouse"
+
+
+def model_key(layer: str, name: str) -> dg.AssetKey:
+    """The asset key of the dbt model ``name`` of the folder ``models/<layer>``."""
+    return dg.AssetKey([layer, name])
+
+
+# The marts other domains depend on (the tests check them against the manifest's keys).
+CUSTOMER_FEATURES_MART = model_key("marts", "customer_features")
+TERMINAL_FEATURES_MART = model_key("marts", "terminal_features")
+LABELLED_TRANSACTIONS_MART = model_key("marts", "labelled_transactions")
 
 
 class FraudopsDbtTranslator(DagsterDbtTranslator):
     """Keys ``[layer, model]`` and groups from the dbt folder; sources are the raw assets."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        """``["lakehouse", "raw_<table>"]`` for sources, ``[layer, model]`` for models."""
+        """The raw lakehouse asset for a source, ``[layer, model]`` for a model."""
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([SOURCE_PREFIX, f"raw_{dbt_resource_props['name']}"])
-        return dg.AssetKey([_layer(dbt_resource_props), dbt_resource_props["name"]])
+            # dbt sources are the raw tables the lakehouse domain writes.
+            return raw_key(dbt_resource_props["name"])
+        return model_key(_layer(dbt_resource_props), dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         """The layer folder of the model (staging, intermediate, marts)."""
@@ -56,10 +66,12 @@ def _layer(dbt_resource_props: Mapping[str, Any]) -> str:
     return layer
 
 
-def run_first_day(tags: Mapping[str, str]) -> dt.date | None:
+def run_first_day(context: dg.AssetExecutionContext) -> dt.date | None:
     """The first raw day a run targets (its partition or range start), None if unpartitioned."""
-    key = tags.get(PARTITION_NAME_TAG) or tags.get(ASSET_PARTITION_RANGE_START_TAG)
-    return dt.date.fromisoformat(key) if key else None
+    # Run-level partition information: the dbt assets themselves are not partitioned.
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return None
+    return dt.date.fromisoformat(context.partition_key_range.start)
 
 
 def dbt_vars(settings: Settings, first_day: dt.date | None) -> dict[str, str]:
@@ -130,10 +142,12 @@ def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource
     ) -> Iterator[Any]:
         resolved = settings.get()
-        first_day = run_first_day(context.run.tags)
+        first_day = run_first_day(context)
         dbt_args = ["build", "--vars", json.dumps(dbt_vars(resolved, first_day))]
         target = Path(resolved.home) / "dbt" / "target" / context.run.run_id
-        with dbt_environment(resolved):
+        # The dbt process (and the adapter dagster-dbt opens in this one) read the settings
+        # from the environment: DbtCliResource has no per-call environment.
+        with exported(settings_env(resolved)):
             invocation = dbt.cli(dbt_args, context=context, target_path=target)
         for event in _dbt_logs_to_debug(invocation.stream(), context.log):
             if isinstance(event, dg.Output):

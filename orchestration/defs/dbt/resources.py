@@ -1,6 +1,6 @@
-"""The dbt project, its generated manifest and the environment dbt runs with."""
+"""The dbt project, its manifest (prepared the dagster-dbt way) and the dbt CLI resource."""
 
-import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,60 +9,46 @@ from pathlib import Path
 from dagster_dbt import DbtCliResource, DbtProject
 
 from fraudops.environ import exported
-from fraudops.settings import REPO_ROOT, Settings
+from fraudops.settings import REPO_ROOT
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-# Files whose change makes the generated manifest stale.
-_SOURCE_SUFFIXES = {".sql", ".yml", ".yaml", ".py"}
-
-
-def _newest_source_mtime(project_dir: Path) -> float:
-    return max(
-        (
-            path.stat().st_mtime
-            for folder in ("models", "macros", "tests", "plugins")
-            for path in (project_dir / folder).rglob("*")
-            if path.suffix in _SOURCE_SUFFIXES
-        ),
-        default=0.0,
-    )
+# The folder of this interpreter's executables, where the virtualenv's dbt lives.
+_BIN = Path(sys.executable).parent
 
 
 def dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
-    """The dbt project with an up-to-date manifest (``dbt parse`` when missing or stale)."""
-    project = DbtProject(project_dir=project_dir, target="local")
-    manifest = project.manifest_path
-    stale = not manifest.exists() or manifest.stat().st_mtime < max(
-        _newest_source_mtime(project_dir), (project_dir / "dbt_project.yml").stat().st_mtime
-    )
-    if stale:
-        # The manifest is generated, never committed: parse with the same defaults dbt uses.
-        # Parse with this virtualenv's dbt: the default preparer looks for `dbt` on PATH.
-        with dbt_environment(None):
-            dbt_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    """The dbt project, parsed on every load under ``dagster dev`` and whenever it has no manifest.
+
+    Outside ``dagster dev``, dagster-dbt expects the manifest of an earlier prepare step
+    (:func:`prepare_dbt_project`); a fresh clone has none yet (``target/`` is not committed),
+    so it is prepared here, by the same preparer.
+    """
+    project = _project(project_dir)
+    with _venv_dbt_on_path():
+        project.prepare_if_dev()
+    return project if project.manifest_path.exists() else prepare_dbt_project(project_dir)
+
+
+def prepare_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
+    """The dbt project with its manifest parsed now, as a deployment's prepare step does."""
+    project = _project(project_dir)
+    with _venv_dbt_on_path():
+        project.preparer.prepare(project)
     return project
 
 
-def dbt_env(settings: Settings) -> dict[str, str]:
-    """The variables profiles.yml and the sources read, so dbt sees exactly ``settings``."""
-    return {
-        "FRAUDOPS_HOME": str(settings.home),
-        "FRAUDOPS_LAKEHOUSE_URI": settings.lakehouse_root,
-        "FRAUDOPS_DUCKDB_PATH": str(settings.duckdb_file),
-        "FRAUDOPS_LABEL_DELAY_DAYS": str(settings.label_delay_days),
-        "FRAUDOPS_STORAGE_OPTIONS": json.dumps(settings.storage_options),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+def _project(project_dir: Path) -> DbtProject:
+    return DbtProject(project_dir=project_dir, target="local")
 
 
 @contextmanager
-def dbt_environment(settings: Settings | None) -> Iterator[None]:
-    """Export ``dbt_env(settings)`` while a dbt process is started, then restore the env.
+def _venv_dbt_on_path() -> Iterator[None]:
+    """Put this virtualenv's executables first on PATH while the block runs.
 
-    DbtCliResource hands ``os.environ`` to the dbt subprocess and has no per-call env.
+    dagster-dbt's preparer runs the ``dbt`` it finds on PATH, which need not include the
+    virtualenv (``.venv/bin/pytest``, ``.venv/bin/dagster dev`` without activating it).
     """
-    updates = dbt_env(settings) if settings else {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    with exported(updates):
+    with exported({"PATH": os.pathsep.join([str(_BIN), os.environ.get("PATH", "")])}):
         yield
 
 
@@ -73,5 +59,5 @@ def dbt_resource(project: DbtProject) -> DbtCliResource:
 
 def dbt_executable() -> str:
     """This virtualenv's dbt when there is one (PATH may not include the virtualenv)."""
-    executable = Path(sys.executable).parent / "dbt"
+    executable = _BIN / "dbt"
     return str(executable) if executable.exists() else "dbt"

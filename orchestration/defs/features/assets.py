@@ -2,13 +2,17 @@
 
 import dagster as dg
 
-from ml import feature_store
+from features import store as feature_store
+from fraudops import catalog
+from fraudops.contracts import MISSING_FLAG
+from orchestration.defs.dbt.assets import (
+    CUSTOMER_FEATURES_MART,
+    LABELLED_TRANSACTIONS_MART,
+    TERMINAL_FEATURES_MART,
+)
 from orchestration.resources import SettingsResource
 
 GROUP = "features"
-CUSTOMER_MART = dg.AssetKey(["marts", "customer_features"])
-TERMINAL_MART = dg.AssetKey(["marts", "terminal_features"])
-LABELLED_MART = dg.AssetKey(["marts", "labelled_transactions"])
 FEAST_REGISTRY = dg.AssetKey(["features", "feast_registry"])
 ONLINE_FEATURES = dg.AssetKey(["features", "online_features"])
 TRAINING_SET = dg.AssetKey(["features", "training_set"])
@@ -21,12 +25,12 @@ def build_assets() -> list[dg.AssetsDefinition]:
         key=FEAST_REGISTRY,
         group_name=GROUP,
         kinds={"feast", "python"},
-        deps=[CUSTOMER_MART, TERMINAL_MART],
+        deps=[CUSTOMER_FEATURES_MART, TERMINAL_FEATURES_MART],
         code_version=feature_store.definitions_fingerprint(),
         description=(
-            "`feast apply` of feature_repo/ for the settings in force: entities, the two entity "
+            "`feast apply` of features/repo/ for the settings in force: entities, the two entity "
             "feature views over the dbt marts, the request-time view and fraud_model_v1. Stale "
-            "when a definition changes (its code version hashes feature_repo/)."
+            "when a definition changes (its code version hashes features/repo/)."
         ),
     )
     def feast_registry(settings: SettingsResource) -> dg.MaterializeResult:
@@ -46,7 +50,7 @@ def build_assets() -> list[dg.AssetsDefinition]:
         key=ONLINE_FEATURES,
         group_name=GROUP,
         kinds={"feast", "python"},
-        deps=[FEAST_REGISTRY, CUSTOMER_MART, TERMINAL_MART],
+        deps=[FEAST_REGISTRY, CUSTOMER_FEATURES_MART, TERMINAL_FEATURES_MART],
         description=(
             "Incremental materialization: every as-of day of the entity marts not yet in the "
             "online store (per the Feast registry), oldest first."
@@ -76,7 +80,12 @@ def build_assets() -> list[dg.AssetsDefinition]:
         key=TRAINING_SET,
         group_name=GROUP,
         kinds={"feast", "delta"},
-        deps=[FEAST_REGISTRY, LABELLED_MART, CUSTOMER_MART, TERMINAL_MART],
+        deps=[
+            FEAST_REGISTRY,
+            LABELLED_TRANSACTIONS_MART,
+            CUSTOMER_FEATURES_MART,
+            TERMINAL_FEATURES_MART,
+        ],
         description=(
             "Point-in-time training set from Feast's offline store (fraud_model_v1) for every "
             "transaction whose label is known; missing entity features are filled with 0 and "
@@ -92,10 +101,10 @@ def build_assets() -> list[dg.AssetsDefinition]:
                 "dagster/row_count": len(frame),
                 "delta_version": version,
                 "frauds": int(frame["is_fraud"].sum()),
-                "rows_with_filled_features": int(frame[feature_store.MISSING_FLAG].sum()),
+                "rows_with_filled_features": int(frame[MISSING_FLAG].sum()),
                 "first_tx": str(frame["tx_datetime"].min()),
                 "last_tx": str(frame["tx_datetime"].max()),
-                "table_uri": dg.MetadataValue.path(config.table_uri("features", "training_set")),
+                "table_uri": dg.MetadataValue.path(catalog.TRAINING_SET.uri(config)),
             }
         )
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ml import feature_store
+from features import store as feature_store
 from orchestration.resources import SettingsResource
 
 SKEW_CHECK = "online_matches_offline"

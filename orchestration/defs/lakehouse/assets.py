@@ -9,10 +9,23 @@ from orchestration.resources import SettingsResource
 
 GROUP = "lakehouse"
 KINDS = {"delta", "python"}
-RAW_TRANSACTIONS = dg.AssetKey(["lakehouse", "raw_transactions"])
-RAW_FRAUD_REPORTS = dg.AssetKey(["lakehouse", "raw_fraud_reports"])
-RAW_CUSTOMERS = dg.AssetKey(["lakehouse", "raw_customers"])
-RAW_TERMINALS = dg.AssetKey(["lakehouse", "raw_terminals"])
+
+
+class IngestConfig(dg.Config):
+    """Run configuration of a feed ingestion."""
+
+    force: bool = False  # write days the volume guard would refuse (a real drop in volume)
+
+
+def raw_key(table: str) -> dg.AssetKey:
+    """The asset key of the raw Delta table ``raw/<table>`` (also dbt's source ``table``)."""
+    return dg.AssetKey([GROUP, f"raw_{table}"])
+
+
+RAW_TRANSACTIONS = raw_key("transactions")
+RAW_FRAUD_REPORTS = raw_key("fraud_reports")
+RAW_CUSTOMERS = raw_key("customers")
+RAW_TERMINALS = raw_key("terminals")
 
 
 def _master_asset(key: dg.AssetKey, name: str) -> dg.AssetsDefinition:
@@ -55,9 +68,11 @@ def _feed_asset(key: dg.AssetKey, feed: str, partitions: dg.PartitionsDefinition
             "with their reason. A run over many days writes one Delta commit."
         ),
     )
-    def _asset(context: dg.AssetExecutionContext, settings: SettingsResource):
+    def _asset(context: dg.AssetExecutionContext, config: IngestConfig, settings: SettingsResource):
         lakehouse = Lakehouse(settings.get())
-        report = ingest_feed(lakehouse, feed, partition_days(context), progress=context.log.info)
+        report = ingest_feed(
+            lakehouse, feed, partition_days(context), progress=context.log.info, force=config.force
+        )
         context.log.info(
             f"{feed}: {report.rows:,} rows, {report.quarantined:,} quarantined "
             f"({report.reasons or 'no rejections'}), Delta version {report.table_version}"

@@ -12,9 +12,11 @@ import pyarrow.compute as pc
 
 from lakehouse import delta
 from lakehouse.ingestion import PARTITION_COLUMNS, IngestionReport, Lakehouse
+from lakehouse.volume import volume_report
 
 QUARANTINE_RATE = "quarantine_rate_below_threshold"
 UNIQUE_KEYS = "unique_transaction_ids"
+VOLUME = "daily_volume_near_trailing_median"
 
 
 def feed_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -29,6 +31,15 @@ def feed_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
             UNIQUE_KEYS,
             asset=key,
             description="The written partitions hold each transaction id once.",
+        ),
+        dg.AssetCheckSpec(
+            VOLUME,
+            asset=key,
+            description=(
+                "Each written day holds at least FRAUDOPS_VOLUME_MIN_SHARE x the median of the "
+                "FRAUDOPS_VOLUME_TRAILING_DAYS days before it (the guard refuses smaller days "
+                "unless the run is forced, so this flags forced drops)."
+            ),
         ),
     ]
 
@@ -60,4 +71,20 @@ def feed_check_results(
         check_name=UNIQUE_KEYS,
         passed=duplicates == 0,
         metadata={"rows_checked": len(ids), "duplicate_ids": duplicates},
+    )
+    min_share = lakehouse.settings.volume_min_share
+    volumes = volume_report(lakehouse, report.feed, report.days)
+    low = [row for row in volumes if row.share is not None and row.share < min_share]
+    yield dg.AssetCheckResult(
+        check_name=VOLUME,
+        passed=not low,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "min_share": min_share,
+            "lowest_share": min(
+                (round(row.share, 3) for row in volumes if row.share is not None), default=None
+            ),
+            "days_below": [row.day.isoformat() for row in low],
+            "forced_days": [drop.day.isoformat() for drop in report.forced],
+        },
     )

@@ -2,17 +2,16 @@
 
 import dagster as dg
 
+from orchestration.defs.dbt.assets import CUSTOMER_FEATURES_MART, TERMINAL_FEATURES_MART
+from orchestration.defs.lakehouse.assets import RAW_TRANSACTIONS
 from orchestration.partitions import partition_days
 from orchestration.resources import SettingsResource
 from serving.batch import write_batch_scores
 
 GROUP = "serving"
-BATCH_SCORES = dg.AssetKey(["serving", "batch_scores"])
-DEPS = [
-    dg.AssetKey(["lakehouse", "raw_transactions"]),
-    dg.AssetKey(["marts", "customer_features"]),
-    dg.AssetKey(["marts", "terminal_features"]),
-]
+BATCH_SCORES = dg.AssetKey([GROUP, "batch_scores"])
+# The day's transactions and the marts' as-of features they are scored with.
+DEPS = [RAW_TRANSACTIONS, CUSTOMER_FEATURES_MART, TERMINAL_FEATURES_MART]
 
 
 def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:

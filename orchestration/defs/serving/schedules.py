@@ -1,5 +1,4 @@
-"""The batch-scoring job (the daily schedule chaining ingest -> dbt -> Feast -> scoring is
-wired where all those domains meet)."""
+"""The batch-scoring job: the selected days scored by the current champion."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The retraining job: training set through the champion gate, requested by sensors or humans."""
+"""The retraining job: the training set through the champion gate, run on request."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The feature layer: feature definitions, the Feast repository and access to the feature store."""
