@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	@$(BIN)/fraudops init
 
+# A second run over existing data needs `make demo DEMO_ARGS=--force` (or `make clean` first).
 demo: setup
-	$(BIN)/fraudops demo
+	$(BIN)/fraudops demo $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/pytest

@@ -31,6 +31,8 @@ def report_metadata(report: MaintenanceReport) -> dict[str, dg.MetadataValue]:
                 "files_after": t.files_after,
                 "live_files_before": t.live_files_before,
                 "live_files_after": t.live_files_after,
+                "files_compacted": t.files_compacted,
+                "files_written": t.files_written,
                 "files_vacuumed": t.files_vacuumed,
                 "bytes_removed": t.bytes_removed,
                 "delta_version": t.version,
