@@ -3,14 +3,19 @@
 Sources use it with ``meta: {plugin: delta, delta_table_path: ...}`` (the built-in ``delta``
 plugin's contract, plus storage options from the profile). Marts (the project's ``delta``
 materialization) have DuckDB write their partitioned Parquet files straight into the Delta
-table's folder; :meth:`Plugin.store` then commits those files as one Delta transaction, with
-the per-file statistics DuckDB returned, so no row is written twice. With ``delta_replace:
-from_first_partition`` (incremental runs) only the partitions from the earliest one in the
-output onwards are replaced; otherwise the whole table is. A remote lakehouse (``s3://...``),
-which DuckDB cannot write here, gets the files staged locally and copied by ``write_deltalake``.
+table's folder; :meth:`Plugin.store` stages those files, and the project's ``on-run-end`` hook
+(``macros/delta_commit.sql``) finishes the invocation: when every node of it passed, each
+staged mart is committed as one Delta transaction, with the per-file statistics DuckDB
+returned, so no row is written twice; otherwise the staged files are deleted and no table
+changes. Delta readers never see staged files: only the log says which files are the table.
+With ``delta_replace: from_first_partition`` (incremental runs) only the partitions from the
+earliest one in the output onwards are replaced; otherwise the whole table is. A remote
+lakehouse (``s3://...``), which DuckDB cannot write here, gets the files staged locally and
+copied by ``write_deltalake``.
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
+from dbt.adapters.events.logging import AdapterLogger
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, Schema, write_deltalake
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from fraudops_delta_stats import add_action_stats
@@ -27,6 +33,9 @@ from fraudops_delta_stats import add_action_stats
 PREPARE_FOLDER = "fraudops_delta_prepare_folder"
 FULL = "overwrite"
 INCREMENTAL = "from_first_partition"
+# The two calls of a mart's write: the materialization stages, the on-run-end hook finishes.
+STAGE = "stage"
+FINISH = "finish"
 # DuckDB types a mart may be partitioned by (the partition column is not in the files).
 PARTITION_TYPES = {
     "DATE": pa.date32(),
@@ -35,9 +44,29 @@ PARTITION_TYPES = {
     "VARCHAR": pa.string(),
 }
 
+logger = AdapterLogger("fraudops_delta")
+
 
 class DeltaPluginError(RuntimeError):
     """A source or mart could not be read or written as Delta."""
+
+
+@dataclass
+class StagedMart:
+    """A mart's Parquet files, written but not committed yet, and how to commit them."""
+
+    model: str
+    path: str
+    files: list[dict]
+    schema: pa.Schema
+    partition: str
+    mode: str
+    first: str | None
+
+    def discard(self) -> None:
+        """Delete the staged files: no Delta version references them."""
+        for file in self.files:
+            Path(file["path"]).unlink(missing_ok=True)
 
 
 class Plugin(BasePlugin):
@@ -50,6 +79,8 @@ class Plugin(BasePlugin):
             options = json.loads(options or "{}")
         self.storage_options: dict[str, str] | None = options or None
         self._snapshots: dict[tuple[str, int], pa.Table] = {}
+        # Marts written but not committed yet, by dbt invocation id.
+        self._staged: dict[str, list[StagedMart]] = {}
         root = getattr(self.creds, "external_root", None)
         if root and "://" not in root:
             Path(root).mkdir(parents=True, exist_ok=True)
@@ -65,12 +96,20 @@ class Plugin(BasePlugin):
         return "view"
 
     def load(self, source_config: SourceConfig) -> pa.Table:
-        """The current snapshot of a source's Delta table, read by delta-rs into Arrow memory."""
+        """The current snapshot of a source's Delta table, read by delta-rs into Arrow memory.
+
+        A missing table fails, unless the source's ``meta.empty_if_missing`` gives its columns
+        (name: Arrow type alias): then it reads as an empty table of those columns.
+        """
         path = source_config.get("delta_table_path")
         name = source_config.table_name()
         if not path:
             raise DeltaPluginError(f"source {name}: set meta.delta_table_path")
         if not DeltaTable.is_deltatable(path, storage_options=self.storage_options):
+            empty = source_config.get("empty_if_missing")
+            if empty:
+                # A table only some lakehouses have yet: none is an empty one.
+                return pa.table({c: pa.array([], pa.type_for_alias(t)) for c, t in empty.items()})
             raise DeltaPluginError(
                 f"source {name}: no Delta table at {path}. Ingest the raw feeds first "
                 "(`fraudops demo`, or the Dagster `ingest` job) or set FRAUDOPS_HOME."
@@ -87,7 +126,20 @@ class Plugin(BasePlugin):
         return self._snapshots[key]
 
     def store(self, target_config: TargetConfig) -> None:
-        """Commit the Parquet files the model's COPY wrote as one Delta transaction."""
+        """Stage a mart's files (``delta_action: stage``) or finish the invocation (``finish``)."""
+        config = target_config.config
+        action = config.get("delta_action")
+        invocation = config.get("invocation_id")
+        if action not in (STAGE, FINISH) or not invocation:
+            raise DeltaPluginError(f"delta_action must be {STAGE} or {FINISH}, with invocation_id")
+        if action == FINISH:
+            self._finish(invocation, list(config.get("failed") or []))
+            return
+        staged = self._stage(target_config)
+        self._staged.setdefault(invocation, []).append(staged)
+
+    def _stage(self, target_config: TargetConfig) -> StagedMart:
+        """Check the Parquet files the model's COPY wrote; they are committed at the end."""
         config = target_config.config
         model = target_config.relation.identifier
         path = config.get("delta_table_path")
@@ -104,16 +156,62 @@ class Plugin(BasePlugin):
                 f"model {model} produced no rows: the raw tables hold no data for the requested "
                 "days. Ingest them first, or run without --vars from_date for a full rebuild."
             )
-        nulls = sum(f["rows"] for f in files if f["partition"].get(partition) is None)
-        if nulls:
-            raise DeltaPluginError(f"model {model}: {nulls} rows have a null {partition}")
-        schema = _arrow_schema(files[0]["path"], config.get("columns"), partition)
+        try:
+            nulls = sum(f["rows"] for f in files if f["partition"].get(partition) is None)
+            if nulls:
+                raise DeltaPluginError(f"model {model}: {nulls} rows have a null {partition}")
+            schema = _arrow_schema(files[0]["path"], config.get("columns"), partition)
+        except Exception:
+            # The model fails: its files must not linger in the table's folder.
+            StagedMart(model, path, files, pa.schema([]), partition, mode, None).discard()
+            raise
         first = min(f["partition"][partition] for f in files)
-        replace = mode == INCREMENTAL and DeltaTable.is_deltatable(path, self.storage_options)
-        if "://" in path:
-            self._copy_staged(path, files, schema, partition, first if replace else None)
+        return StagedMart(model, path, files, schema, partition, mode, first)
+
+    def _finish(self, invocation: str, failed: list[str]) -> None:
+        """Commit the marts ``invocation`` staged if nothing failed, else delete their files."""
+        marts = self._staged.pop(invocation, [])
+        # An earlier invocation in this process that never finished (interrupted): its files
+        # belong to no table version, and never will.
+        for stale in self._staged.values():
+            for mart in stale:
+                mart.discard()
+        self._staged.clear()
+        if not marts:
+            return
+        if failed:
+            for mart in marts:
+                mart.discard()
+            # The failures first: the skipped nodes only follow from them.
+            failed.sort(key=lambda node: node.endswith(": skipped"))
+            shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
+            logger.info(
+                f"delta: not writing {', '.join(m.model for m in marts)}: {len(failed)} node(s) "
+                f"of the invocation did not pass ({shown}); their Delta tables are unchanged"
+            )
+            return
+        for i, mart in enumerate(marts):
+            try:
+                version = self._write(mart)
+            except Exception:
+                for rest in marts[i + 1 :]:
+                    rest.discard()
+                done = ", ".join(m.model for m in marts[:i]) or "none"
+                logger.info(f"delta: committing {mart.model} failed; committed before it: {done}")
+                raise
+            logger.info(f"delta: committed {mart.model} as Delta version {version}")
+
+    def _write(self, mart: StagedMart) -> int:
+        """Commit one staged mart to its Delta table; the table's new version."""
+        replace = mart.mode == INCREMENTAL and DeltaTable.is_deltatable(
+            mart.path, self.storage_options
+        )
+        first = mart.first if replace else None
+        if "://" in mart.path:
+            self._copy_staged(mart.path, mart.files, mart.schema, mart.partition, first)
         else:
-            self._commit(path, files, schema, partition, first if replace else None)
+            self._commit(mart.path, mart.files, mart.schema, mart.partition, first)
+        return DeltaTable(mart.path, storage_options=self.storage_options).version()
 
     def _commit(
         self, path: str, files: list[dict], schema: pa.Schema, partition: str, first: str | None

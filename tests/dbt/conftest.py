@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from fraudops.environ import settings_env
 from fraudops.settings import Settings, get_settings
@@ -26,6 +27,7 @@ BAD_DAY_OFFSET = 10
 UNKNOWN_CUSTOMER_ID = 990_000_001
 NEGATIVE_AMOUNT_ID = 990_000_002
 DUPLICATE_AMOUNT = 12_345.67
+MARTS = ("customer_features", "terminal_features", "labelled_transactions")
 
 
 def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +47,20 @@ def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
     )
+
+
+def mart_state(settings: Settings) -> dict[str, tuple[int, int, int]]:
+    """Per mart: its Delta version, its row count and the Parquet files in its folder."""
+    state = {}
+    for name in MARTS:
+        uri = settings.table_uri("marts", name)
+        table = DeltaTable(uri)
+        records = table.get_add_actions(flatten=True).column("num_records").to_pylist()
+        rows = sum(int(n) for n in records)
+        # Files no version references count too: a failed build must leave none behind.
+        files = len(list(Path(uri).rglob("*.parquet")))
+        state[name] = (table.version(), rows, files)
+    return state
 
 
 def copy_home(settings: Settings, destination: Path) -> Settings:

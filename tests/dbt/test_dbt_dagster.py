@@ -26,12 +26,13 @@ from orchestration.defs.dbt.assets import (
     build_dbt_assets,
     dbt_vars,
     run_first_day,
+    run_last_day,
 )
 from orchestration.defs.dbt.resources import DBT_PROJECT_DIR, dbt_project, prepare_dbt_project
 from orchestration.defs.lakehouse.assets import RAW_TRANSACTIONS
 from orchestration.partitions import daily_partitions
 from orchestration.resources import SettingsResource
-from tests.dbt.conftest import copy_home
+from tests.dbt.conftest import copy_home, mart_state
 
 MARTS = {
     "customer_features": CUSTOMER_FEATURES_MART,
@@ -67,6 +68,11 @@ def test_translator_maps_sources_to_raw_assets_and_models_to_their_layer():
     model = _props("model", "customer_features", ["fraudops", "marts", "customer_features"])
     assert translator.get_asset_key(model) == dg.AssetKey(["marts", "customer_features"])
     assert translator.get_group_name(model) == "marts"
+    log = {
+        **_props("source", "ingestion_log", ["fraudops", "lakehouse", "ingestion_log"]),
+        "meta": {"dagster": {"asset_key": ["lakehouse", "ingestion_log"]}},
+    }
+    assert translator.get_asset_key(log) == dg.AssetKey(["lakehouse", "ingestion_log"])
     stray = _props("model", "orphan", ["fraudops", "adhoc", "orphan"])
     with pytest.raises(ValueError, match="layer folders"):
         translator.get_asset_key(stray)
@@ -80,14 +86,27 @@ def test_runs_from_the_first_day_rebuild_everything_later_ones_are_incremental(t
     assert dbt_vars(tmp_settings, later) == {"from_date": later.isoformat()}
 
 
-def test_the_first_day_comes_from_the_partition_or_the_range_start():
+def test_partitioned_runs_expect_the_raw_feeds_to_reach_their_last_day(tmp_settings):
+    first = tmp_settings.sim_start_date
+    last = first + dt.timedelta(days=12)
+    assert dbt_vars(tmp_settings, first, last) == {"to_date": last.isoformat()}
+    later = first + dt.timedelta(days=9)
+    assert dbt_vars(tmp_settings, later, last) == {
+        "from_date": later.isoformat(),
+        "to_date": last.isoformat(),
+    }
+
+
+def test_the_first_and_last_days_come_from_the_partition_or_the_range():
     one_day = dg.build_asset_context(partition_key="2018-05-02")
-    assert run_first_day(one_day) == dt.date(2018, 5, 2)
+    assert run_first_day(one_day) == run_last_day(one_day) == dt.date(2018, 5, 2)
     days = dg.build_asset_context(
         partition_key_range=dg.PartitionKeyRange("2018-04-03", "2018-09-30")
     )
     assert run_first_day(days) == dt.date(2018, 4, 3)
+    assert run_last_day(days) == dt.date(2018, 9, 30)
     assert run_first_day(dg.build_asset_context()) is None
+    assert run_last_day(dg.build_asset_context()) is None
 
 
 def test_the_mart_keys_other_domains_import_are_those_of_the_manifest_models():
@@ -183,3 +202,27 @@ def test_daily_job_ingests_the_new_day_then_builds_its_features(daily_home, dbt_
         pd.testing.assert_frame_equal(
             got.sort_values(order, ignore_index=True), want.sort_values(order, ignore_index=True)
         )
+
+
+def test_a_failed_transform_run_writes_and_materializes_no_mart(
+    dbt_lakehouse, tmp_path, monkeypatch
+):
+    settings = copy_home(dbt_lakehouse, tmp_path / "var")
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)
+    # A customer lost: dbt still builds the marts that do not read the customers (their
+    # Outputs arrive), but a test fails, so it commits none of them.
+    raw = DeltaTable(settings.table_uri("raw", "transactions"))
+    customer = int(raw.to_pandas(columns=["customer_id"])["customer_id"].iloc[0])
+    DeltaTable(settings.table_uri("raw", "customers")).delete(f"customer_id = {customer}")
+    before = mart_state(settings)
+    job = _definitions().resolve_job_def("transform")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        for key in MARTS.values():
+            assert instance.get_latest_materialization_event(key) is None
+        # The checks of the rejected marts are still reported.
+        failed = {c.asset_key for c in result.get_asset_check_evaluations() if not c.passed}
+        assert LABELLED_TRANSACTIONS_MART in failed
+    assert mart_state(settings) == before

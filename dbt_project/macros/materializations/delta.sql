@@ -1,11 +1,13 @@
 {#- Materialization of the marts: one COPY writes the model's result as Parquet files, one per
     partition, straight into the Delta table's folder (under names unique to this dbt
     invocation, so the table's current files are never touched), then the `delta` plugin
-    (plugins/fraudops_delta.py) commits exactly those files as one Delta transaction, with the
-    statistics the COPY returned. Nothing is written twice. Downstream tests see the model as
-    a view over the files of this run. A remote lakehouse (s3://...) cannot be written by
-    DuckDB here: the files are staged under the profile's external_root and the plugin copies
-    them. -#}
+    (plugins/fraudops_delta.py) stages exactly those files. The Delta table does not change
+    yet: the model's own tests run after this, so the on-run-end hook (macros/delta_commit.sql)
+    commits the staged marts, each as one Delta transaction with the statistics the COPY
+    returned, only when every node of the invocation passed, and deletes their files otherwise.
+    Nothing is written twice. The model's tests see it as a view over the files of this run.
+    A remote lakehouse (s3://...) cannot be written by DuckDB here: the files are staged under
+    the profile's external_root and the plugin copies them at the commit. -#}
 {% materialization delta, adapter="duckdb" %}
 
   {%- set table_path = config.get('delta_table_path') -%}
@@ -46,6 +48,8 @@
     ]) -%}
   {%- endfor -%}
   {%- set request = {
+    'delta_action': 'stage',
+    'invocation_id': invocation_id,
     'delta_table_path': table_path,
     'delta_partition_by': partition,
     'delta_replace': config.get('delta_replace'),

@@ -2,9 +2,10 @@
 -- check, so `dbt run` stops here before any mart.
 {{ config(materialized='table') }}
 
--- The as-of days to compute: feature_date D describes the end of day D - 1, for every ingested
--- day (so D runs from the first ingested day + 1 to the last + 1). A hole in the transactions
--- feed stops the build here: windows over a missing day would be silently wrong.
+-- The as-of days to compute: feature_date D describes the end of day D - 1, for every day from
+-- the first ingested one to the newest expected (so D runs from the first day + 1 to the last
+-- + 1). A hole in the transactions feed, or a missing newest day, stops the build here:
+-- windows over a missing day would be silently wrong.
 with
 
 partitions as (
@@ -15,11 +16,13 @@ partitions as (
 
 bounds as (
 
+    -- The inventory also lists the days the ingestion log expects (with 0 rows when missing);
+    -- the run's to_date may expect more.
     select
         min(tx_date) as first_day,
-        max(tx_date) as last_day,
-        count(*) as nb_days,
-        date_diff('day', min(tx_date), max(tx_date)) + 1 as nb_expected_days,
+        greatest(max(tx_date), {{ to_date() }}) as last_day,
+        count(*) filter (where nb_transactions > 0) as nb_days,
+        date_diff('day', first_day, last_day) + 1 as nb_expected_days,
 
     from partitions
 

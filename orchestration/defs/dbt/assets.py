@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from deltalake import DeltaTable
 
 from fraudops.environ import exported, settings_env
@@ -37,8 +38,10 @@ class FraudopsDbtTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         """The raw lakehouse asset for a source, ``[layer, model]`` for a model."""
         if dbt_resource_props["resource_type"] == "source":
-            # dbt sources are the raw tables the lakehouse domain writes.
-            return raw_key(dbt_resource_props["name"])
+            # dbt sources are the raw tables the lakehouse domain writes, unless their meta
+            # names another key (the ingestion log, which no asset of its own writes).
+            meta_key = (dbt_resource_props.get("meta") or {}).get("dagster", {}).get("asset_key")
+            return dg.AssetKey(meta_key) if meta_key else raw_key(dbt_resource_props["name"])
         return model_key(_layer(dbt_resource_props), dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
@@ -74,12 +77,25 @@ def run_first_day(context: dg.AssetExecutionContext) -> dt.date | None:
     return dt.date.fromisoformat(context.partition_key_range.start)
 
 
-def dbt_vars(settings: Settings, first_day: dt.date | None) -> dict[str, str]:
-    """dbt ``--vars`` for a run whose first raw day is ``first_day`` (incremental or full)."""
+def run_last_day(context: dg.AssetExecutionContext) -> dt.date | None:
+    """The last raw day a run targets (its partition or range end), None if unpartitioned."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return None
+    return dt.date.fromisoformat(context.partition_key_range.end)
+
+
+def dbt_vars(
+    settings: Settings, first_day: dt.date | None, last_day: dt.date | None = None
+) -> dict[str, str]:
+    """dbt ``--vars`` for a run over ``first_day`` .. ``last_day`` (incremental or full)."""
+    variables = {}
     # From the first simulated day, a full rebuild is the same work and also drops stale rows.
-    if first_day is None or first_day <= settings.sim_start_date:
-        return {}
-    return {"from_date": first_day.isoformat()}
+    if first_day is not None and first_day > settings.sim_start_date:
+        variables["from_date"] = first_day.isoformat()
+    # The completeness tests then fail the build when the raw feed does not reach that day.
+    if last_day is not None:
+        variables["to_date"] = last_day.isoformat()
+    return variables
 
 
 class _LogWriter(io.TextIOBase):
@@ -112,6 +128,15 @@ def _dbt_logs_to_debug(events: Iterable[Any], log: Any) -> Iterator[Any]:
         yield event
 
 
+def _mart_version(settings: Settings, name: str) -> int | None:
+    """The current Delta version of the mart ``name``, None before its first build."""
+    uri = settings.table_uri("marts", name)
+    options = settings.storage_options or None
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
+        return None
+    return DeltaTable(uri, storage_options=options).version()
+
+
 def _mart_metadata(settings: Settings, name: str) -> dict[str, Any]:
     uri = settings.table_uri("marts", name)
     table = DeltaTable(uri, storage_options=settings.storage_options or None)
@@ -124,12 +149,45 @@ def _mart_metadata(settings: Settings, name: str) -> dict[str, Any]:
     }
 
 
+def _event_key(context: dg.AssetExecutionContext, event: Any) -> dg.AssetKey | None:
+    """The asset an Output or a check result is about (None for other events)."""
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name)
+    if isinstance(event, dg.AssetCheckResult):
+        return event.asset_key
+    return None
+
+
+def _mart_events(
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    held: list[Any],
+    before: dict[str, int | None],
+) -> Iterator[Any]:
+    """The held mart events once dbt has finished: an Output only for a mart it committed.
+
+    dbt commits the marts at the end of the invocation, and only when every node passed
+    (dbt_project/macros/delta_commit.sql): a mart dbt built but did not commit is not
+    materialized, though its checks are reported.
+    """
+    outputs = [e for e in held if isinstance(e, dg.Output)]
+    for event in outputs:
+        name = context.asset_key_for_output(event.output_name).path[-1]
+        if _mart_version(settings, name) == before.get(name):
+            context.log.warning(f"dbt did not commit marts/{name}: its Delta table is unchanged")
+            continue
+        yield event.with_metadata({**event.metadata, **_mart_metadata(settings, name)})
+    # After the Outputs, so each check evaluates the materialization of this run.
+    yield from (e for e in held if not isinstance(e, dg.Output))
+
+
 def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
     """All dbt models; a run for a day (or day range) rebuilds the marts from that day on.
 
     The assets are not partitioned: a run for day X rewrites every mart partition from X on,
     not one partition, and 12 models x 183 daily partitions would mean thousands of
-    materialization events per run. The run's partition tags decide what to rebuild.
+    materialization events per run. The run's partition tags decide what to rebuild, and its
+    last day is the newest raw day the completeness tests expect.
     """
 
     @dbt_assets(
@@ -142,19 +200,30 @@ def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: SettingsResource
     ) -> Iterator[Any]:
         resolved = settings.get()
-        first_day = run_first_day(context)
-        dbt_args = ["build", "--vars", json.dumps(dbt_vars(resolved, first_day))]
+        variables = dbt_vars(resolved, run_first_day(context), run_last_day(context))
+        dbt_args = ["build", "--vars", json.dumps(variables)]
         target = Path(resolved.home) / "dbt" / "target" / context.run.run_id
+        marts = [k.path[-1] for k in context.selected_asset_keys if k.path[0] == "marts"]
+        before = {name: _mart_version(resolved, name) for name in marts}
         # The dbt process (and the adapter dagster-dbt opens in this one) read the settings
         # from the environment: DbtCliResource has no per-call environment.
         with exported(settings_env(resolved)):
             invocation = dbt.cli(dbt_args, context=context, target_path=target)
-        for event in _dbt_logs_to_debug(invocation.stream(), context.log):
-            if isinstance(event, dg.Output):
-                key = context.asset_key_for_output(event.output_name)
-                if key.path[0] == "marts":
-                    extra = _mart_metadata(resolved, key.path[-1])
-                    event = event.with_metadata({**event.metadata, **extra})
-            yield event
+        # A mart's Output arrives when dbt has built it, but dbt commits it only at the end:
+        # hold the marts' events until then.
+        held: list[Any] = []
+        failure: DagsterDbtCliRuntimeError | None = None
+        try:
+            for event in _dbt_logs_to_debug(invocation.stream(), context.log):
+                key = _event_key(context, event)
+                if key is not None and key.path[0] == "marts":
+                    held.append(event)
+                else:
+                    yield event
+        except DagsterDbtCliRuntimeError as exc:
+            failure = exc
+        yield from _mart_events(context, resolved, held, before)
+        if failure is not None:
+            raise failure
 
     return dbt_models

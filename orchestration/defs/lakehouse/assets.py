@@ -26,6 +26,18 @@ RAW_TRANSACTIONS = raw_key("transactions")
 RAW_FRAUD_REPORTS = raw_key("fraud_reports")
 RAW_CUSTOMERS = raw_key("customers")
 RAW_TERMINALS = raw_key("terminals")
+INGESTION_LOG = dg.AssetKey([GROUP, "ingestion_log"])
+# Written by the two feed assets (a row per day started and completed), read by dbt's
+# completeness tests: declared so the graph shows where it comes from.
+INGESTION_LOG_SPEC = dg.AssetSpec(
+    INGESTION_LOG,
+    group_name=GROUP,
+    kinds={"delta"},
+    description=(
+        "ops/ingestion_log: which days of which feed started and completed ingestion, written "
+        "by lakehouse/raw_transactions and lakehouse/raw_fraud_reports."
+    ),
+)
 
 
 def _master_asset(key: dg.AssetKey, name: str) -> dg.AssetsDefinition:
@@ -83,9 +95,10 @@ def _feed_asset(key: dg.AssetKey, feed: str, partitions: dg.PartitionsDefinition
     return _asset
 
 
-def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """The raw lakehouse assets over ``partitions``."""
+def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """The raw lakehouse assets over ``partitions``, and the ingestion log they write."""
     return [
+        INGESTION_LOG_SPEC,
         _master_asset(RAW_CUSTOMERS, "customers"),
         _master_asset(RAW_TERMINALS, "terminals"),
         _feed_asset(RAW_TRANSACTIONS, "transactions", partitions),

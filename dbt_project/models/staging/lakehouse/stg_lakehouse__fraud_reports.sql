@@ -1,3 +1,6 @@
+-- Built only once the feed's inventory passed its completeness test (a lost report day would
+-- turn frauds into negatives downstream):
+-- depends_on: {{ ref('stg_lakehouse__fraud_report_partitions') }}
 with
 
 source as (

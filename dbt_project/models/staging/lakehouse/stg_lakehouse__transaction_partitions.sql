@@ -1,22 +1,3 @@
--- One row per ingested day of the transactions feed: the inventory the day spine and the
--- missing-partition checks are built on.
-with
-
-source as (
-
-    select tx_date from {{ source('lakehouse', 'transactions') }}
-
-),
-
-counted as (
-
-    select
-        cast(tx_date as date) as tx_date,
-        count(*) as nb_transactions,
-
-    from source
-    group by all
-
-)
-
-select * from counted
+-- One row per day of the transactions feed, ingested or expected: the inventory the day spine
+-- and the completeness checks are built on (macros/completeness.sql).
+{{ feed_inventory('transactions', 'tx_date', 'nb_transactions') }}

@@ -1,3 +1,6 @@
+-- Built only once the feed's inventory passed its completeness tests (dbt build skips this
+-- model, and so every model and mart downstream, when a day is missing or cut):
+-- depends_on: {{ ref('stg_lakehouse__transaction_partitions') }}
 with
 
 source as (
