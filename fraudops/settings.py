@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     # A batch lookup gets this much more per row (a 1,000-row batch: 50 + 500 ms).
     serving_feature_timeout_per_row_ms: float = 0.5
     serving_feature_retry_s: float = 2.0
+    # Circuit breaker of the online store (docs/serving.md): it opens when, of the last
+    # `window` lookups (at least `min_calls`), this share failed or timed out, or when the last
+    # `min_calls` all did; it stays open for serving_feature_retry_s, then probes.
+    serving_feature_breaker_window: int = Field(default=20, ge=1)
+    serving_feature_breaker_failure_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    serving_feature_breaker_min_calls: int = Field(default=5, ge=1)
     serving_feature_repo: Path | None = None
     serving_reload_interval_s: float = 10.0
     serving_log_batch_rows: int = 5_000

@@ -13,10 +13,8 @@ and handing it to a thread makes it fight the busy event loop for the GIL at eve
 (SQLite reads, numpy calls), each wait up to the 5 ms switch interval; measured, throughput
 then fell as concurrency rose. Blocking the loop for one batch costs less.
 
-The batch function may answer later: when it returns an asyncio future (the service's resolves
-once the batch's prediction-log rows are durable), the requests get their results when it
-resolves, while the next batch is already being scored. A request cancelled while it waited
-(its timeout fired) is left out of the batch: it is neither scored nor logged.
+A request cancelled while it waited (its timeout fired) is left out of the batch: it is neither
+scored nor logged.
 """
 
 from __future__ import annotations
@@ -28,8 +26,7 @@ from typing import Generic, TypeVar
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-BatchFn = Callable[[Sequence[In], Sequence[float]], "Sequence[Out] | asyncio.Future[Sequence[Out]]"]
-Waiting = list[tuple[In, float, "asyncio.Future[Out]"]]
+BatchFn = Callable[[Sequence[In], Sequence[float]], Sequence[Out]]
 
 # A request whose bytes have arrived reaches the queue within a few loop iterations (its task
 # starts, runs the middlewares and the parsing): a batch starts once that many iterations pass
@@ -76,34 +73,13 @@ class MicroBatcher(Generic[In, Out]):
             items = [item for item, _, _ in batch]
             starts = [started for _, started, _ in batch]
             try:
-                outcome = self.fn(items, starts)
+                results = self.fn(items, starts)
             except Exception as exc:
-                _fail(batch, exc)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
                 continue
-            if isinstance(outcome, asyncio.Future):
-                outcome.add_done_callback(lambda done, batch=batch: _settled(batch, done))
-            else:
-                _answer(batch, outcome)
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
             await self._settle()
-
-
-def _answer(batch: Waiting, results: Sequence[Out]) -> None:
-    for (_, _, future), result in zip(batch, results, strict=True):
-        if not future.done():
-            future.set_result(result)
-
-
-def _fail(batch: Waiting, exc: BaseException) -> None:
-    for _, _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
-
-
-def _settled(batch: Waiting, outcome: asyncio.Future[Sequence[Out]]) -> None:
-    if outcome.cancelled():
-        for _, _, future in batch:
-            future.cancel()
-    elif outcome.exception() is not None:
-        _fail(batch, outcome.exception())
-    else:
-        _answer(batch, outcome.result())

@@ -41,6 +41,14 @@ def _read(folder: Path) -> SavedModel | None:
         return None
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _superseded(folder: Path, saved_at: str) -> bool:
     """An older kept copy, or a stale unfinished download (never a newer copy: another worker
     may have kept one meanwhile)."""
@@ -76,6 +84,7 @@ class LastGood:
             out.flush()
             os.fsync(out.fileno())
         tmp.replace(folder / META)
+        _fsync_dir(folder)
         for other in self.root.iterdir():
             if other != folder and other.is_dir() and _superseded(other, saved_at):
                 shutil.rmtree(other, ignore_errors=True)

@@ -191,7 +191,7 @@ class ModelSource:
     def _refresh_champion(self, version: str | None, changed: dict[str, str]) -> None:
         current = self._models.get(CHAMPION)
         if version is None:
-            problem = f"model {self.name!r} has no '{CHAMPION}' alias in the registry"
+            problem = self._no_champion()
             if current is not None:
                 problem += f"; still serving version {current.version}"
             self._fail(CHAMPION, None, problem)
@@ -268,13 +268,14 @@ class ModelSource:
         """The loaded champion; raises when the registry has none yet."""
         model = self._models.get(CHAMPION)
         if model is None:
-            problem = self._problems.get(CHAMPION)
-            raise ModelUnavailableError(
-                problem
-                or f"no '{CHAMPION}' version of model {self.name!r} in the registry: train and "
-                "promote one (the Dagster job `retraining`, e.g. `make demo`) before serving"
-            )
+            raise ModelUnavailableError(self._problems.get(CHAMPION) or self._no_champion())
         return model
+
+    def _no_champion(self) -> str:
+        return (
+            f"no '{CHAMPION}' version of model {self.name!r} in the registry: train and "
+            "promote one (the Dagster job `retraining`, e.g. `make demo`) before serving"
+        )
 
     def versions(self) -> dict[str, str]:
         """``{alias: version}`` of the loaded models."""

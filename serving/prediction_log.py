@@ -4,18 +4,17 @@ Rows are buffered in memory and written as one Delta commit by a writer thread w
 buffer reaches ``batch_rows`` or every ``flush_s`` seconds (a scoring request never waits for
 a Delta write), and on :meth:`PredictionLog.close` (the service calls it on graceful shutdown).
 
-With a journal (serving/journal.py), each call's rows are also queued there, and the future
-``append`` returns resolves once they are durable: the service answers only then. Each commit
-records the journal's last sequence number as a Delta app transaction, then the journal
-segments it covers are deleted. At start-up the writer first replays the journals of ended
-processes (records above the version their app transaction reached), so a kill loses no
-answered row and a row committed just before the kill is not written twice. Every write goes
-through the duplicate rule of serving/dedup.py.
+With a journal (serving/journal.py), ``append`` also writes each call's rows there, fsynced,
+before it returns: the service answers only then. Each Delta commit records the journal's last
+sequence number as a Delta app transaction, then the journal segments it covers are deleted.
+At start-up the writer first replays the journals of ended processes (the records above the
+version their app transaction reached), so a kill loses no answered row and a row committed
+just before the kill is not written twice. Every write goes through the duplicate rule of
+serving/dedup.py.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as dt
 import logging
 import threading
@@ -150,24 +149,26 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def append(self, rows: dict[str, object]) -> cf.Future[None] | None:
-        """Queue one call's rows; a full buffer wakes the writer thread (the caller never waits).
+    def append(self, rows: dict[str, object]) -> None:
+        """Queue one call's rows; a full buffer wakes the writer thread (the caller never waits
+        for a Delta write).
 
         Rows stay as the caller's columns until the write: one Arrow conversion per micro-batch
-        instead of one per request keeps the conversion off the request path. With a journal,
-        the returned future resolves once the rows are durable there.
+        instead of one per request keeps the conversion off the request path. With a journal
+        the rows are on disk when this returns; :class:`~serving.journal.JournalError` when
+        they cannot be (the call must not be answered).
         """
         payload = encode(rows) if self.journal is not None else None
         with self._lock:
-            # Under the same lock as the buffer: a flush takes exactly the rows of the records
-            # up to the journal's last sequence number.
-            durable = self.journal.append(payload) if self.journal is not None else None
+            # Under the buffer's lock: a flush takes exactly the rows of the records up to the
+            # journal's last sequence number.
+            if self.journal is not None:
+                self.journal.append(payload)
             self._pending.append(rows)
             self._pending_rows += len(rows["transaction_id"])
             full = self._pending_rows >= self.batch_rows
         if full:
             self._wake.set()
-        return durable
 
     def flush(self) -> int:
         """Write everything queued as one Delta commit; returns the rows written."""

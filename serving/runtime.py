@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -45,12 +44,7 @@ class ScoringRuntime:
             # The service still starts: every answer is degraded until the store is back.
             log.error("no online feature store, scoring in degraded mode: %s", exc)
             source = None
-        self.features = GuardedFeatures(
-            source,
-            settings.serving_feature_timeout_ms / 1000.0,
-            settings.serving_feature_retry_s,
-            settings.serving_feature_timeout_per_row_ms / 1000.0,
-        )
+        self.features = GuardedFeatures.from_settings(source, settings)
         self.features.warm_up()
         self.scorer = Scorer(settings, self.models, self.features)
         journals = state / "journal"
@@ -92,12 +86,10 @@ class ScoringRuntime:
     def score(
         self, transactions: Sequence[Transaction], started: float | Sequence[float] | None = None
     ) -> Scored:
-        """Score and queue the rows for the prediction log (``durable``: once journaled)."""
+        """Score and queue the rows for the prediction log (in the journal on return)."""
         scored = self.scorer.score(transactions, started)
-        durable = self.log.append(scored.log_rows)
-        if durable is None:
-            return scored
-        return dataclasses.replace(scored, durable=durable)
+        self.log.append(scored.log_rows)
+        return scored
 
     def ready(self) -> bool:
         """A champion is loaded, the online store answers and the journal works."""
@@ -110,12 +102,12 @@ class ScoringRuntime:
             champion = True
         except ModelUnavailableError:
             champion = False
-        features = self.features.ready()
+        features = self.features.readiness()
         journal = self.log.journal
         journal_error = journal.error if journal is not None else None
         return {
-            "ready": champion and features and journal_error is None,
-            "feature_store": features,
+            "ready": champion and features.ready and journal_error is None,
+            "feature_store": features.as_dict(),
             "prediction_log": {
                 "journal": journal is not None,
                 "journal_error": journal_error,

@@ -5,7 +5,6 @@ Plain Python (no BentoML): the service, the benchmarks and the tests call it the
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as dt
 import hashlib
 import time
@@ -56,15 +55,10 @@ def epoch_microseconds(moments: Sequence[dt.datetime]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scored:
-    """What one call produced: the answers, and the columns of its prediction-log rows.
-
-    ``durable`` (set by the runtime when a journal keeps the log) resolves once the rows are
-    on disk: the answers must not go out before.
-    """
+    """What one call produced: the answers, and the columns of its prediction-log rows."""
 
     results: list[ScoreResult]
     log_rows: dict[str, object]
-    durable: cf.Future[None] | None = None
 
 
 class Scorer:

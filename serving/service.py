@@ -4,14 +4,13 @@ Routes: ``POST /v1/score``, ``POST /v1/score/batch``, ``POST /v1/admin/reload``;
 ``GET /healthz`` and ``/metrics``; ``GET /readyz`` answers :meth:`FraudScoring.readiness` as
 JSON (serving/readiness.py).
 
-An answer goes out only once its prediction-log rows are in the journal (serving/journal.py):
-a micro-batch's requests wait for its journal write, while the next batch is scored.
+An answer goes out only once its prediction-log rows are in the journal (serving/journal.py,
+written and fsynced once per micro-batch on the event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import gc
 import time
 from collections.abc import Awaitable, Sequence
@@ -62,18 +61,6 @@ def _amount_too_large(index: int | None, limit: float) -> ValidationError:
     )
 
 
-def _deliver(
-    answer: asyncio.Future[list[ScoreResult]], durable: cf.Future[None], results: list
-) -> None:
-    if answer.done():
-        return
-    error = durable.exception()
-    if error is not None:
-        answer.set_exception(error)
-    else:
-        answer.set_result(results)
-
-
 def _freeze_heap() -> None:
     """Move every live object out of the garbage collector's full passes.
 
@@ -110,20 +97,11 @@ class FraudScoring:
 
     def _score_now(
         self, transactions: Sequence[Transaction], started: Sequence[float] | float
-    ) -> list[ScoreResult] | asyncio.Future[list[ScoreResult]]:
-        """Score on the event loop; the answers, or a future of them once they are journaled."""
+    ) -> list[ScoreResult]:
         scored = self.runtime.score(transactions, started)
         rows = scored.log_rows
         self.metrics.count(rows["decision"], rows["served_by"], rows["degraded"])
-        if scored.durable is None:
-            return scored.results
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[list[ScoreResult]] = loop.create_future()
-        # Called on the journal's sync thread once the write is done (or failed).
-        scored.durable.add_done_callback(
-            lambda done: loop.call_soon_threadsafe(_deliver, answer, done, scored.results)
-        )
-        return answer
+        return scored.results
 
     async def _guarded(self, call: Awaitable[Any]) -> Any:
         try:
@@ -150,12 +128,9 @@ class FraudScoring:
         self._check_amounts(transactions, single=False)
         # On the event-loop thread, like the micro-batches (serving/batcher.py says why).
         try:
-            results = self._score_now(transactions, started)
+            return BatchScoreResult(results=self._score_now(transactions, started))
         except (ModelUnavailableError, JournalError) as exc:
             raise bentoml.exceptions.ServiceUnavailable(str(exc)) from exc
-        if isinstance(results, asyncio.Future):
-            results = await self._guarded(results)
-        return BatchScoreResult(results=results)
 
     @bentoml.api(route="/v1/admin/reload")
     async def reload(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ in its windows, flagged ``features_missing = 1``; ``valid_at`` is that test, in 
 Read path: one read per entity view of the Feast online store of the configured profile, in
 Feast's tables, keys and serialization, so Feast stays the source of truth: on SQLite one query
 decoded with numpy (``sqlite_reader``), elsewhere Feast's ``online_read``.
+``sample_ids`` lists a few entities the store holds rows of (readiness checks read them back).
 ``store.get_online_features`` gives the same values (a test proves it) but spends most of its
 time in generic request handling (docs/features.md has the measured figures).
 """
@@ -24,13 +25,22 @@ from feast.protos.feast.types.Value_pb2 import Value
 
 from features.store import sqlite_reader
 from features.store.materialize import ENTITY_VIEWS
-from features.store.sqlite_reader import SqliteOnlineReader
+from features.store.sqlite_reader import SqliteOnlineReader, entity_keys
+
+# A Redis sample scans at most this many rounds of SCAN_COUNT keys: an empty project must not
+# walk a large shared keyspace.
+SCAN_ROUNDS, SCAN_COUNT = 20, 1_000
 
 
 def _number(value: Value) -> float:
     """A Feast value as float (NaN when unset)."""
     kind = value.WhichOneof("val")
     return np.nan if kind is None else float(getattr(value, kind))
+
+
+def _glob_escape(raw: bytes) -> bytes:
+    """``raw`` as a literal in a Redis glob pattern."""
+    return b"".join(b"\\" + bytes([c]) if c in b"*?[]\\" else bytes([c]) for c in raw)
 
 
 def valid_at(stamps: np.ndarray, moment: np.ndarray, ttl: np.timedelta64) -> np.ndarray:
@@ -66,7 +76,9 @@ class OnlineFeatures:
         values = np.full((len(ids), len(features)), np.nan)
         stamps = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[us]")
         for i, (ts, data) in enumerate(rows):
-            if data is None:
+            # Feast's Redis store answers an unknown entity with unset values stamped at the
+            # epoch: no row, as on SQLite.
+            if data is None or (ts is not None and ts.timestamp() == 0):
                 continue
             values[i] = [_number(data[f]) if f in data else np.nan for f in features]
             if ts is not None:
@@ -80,3 +92,52 @@ class OnlineFeatures:
         values, stamps = self.entity_values(view, ids)
         moment = np.asarray(when, dtype="datetime64[us]")
         return values, stamps, valid_at(stamps, moment, self.ttl[view])
+
+    def recheck(self) -> None:
+        """Make this thread's next read notice a store file replaced since it was opened."""
+        if self.sqlite is not None:
+            self.sqlite.recheck()
+
+    def sample_ids(
+        self, view: str, limit: int, since: np.datetime64 | None = None
+    ) -> np.ndarray | None:
+        """Up to ``limit`` ids with a row of ``view`` stamped at or after ``since``.
+
+        ``None`` when the store cannot list its entities: neither SQLite nor a single Redis
+        server (a cluster would need a scan per node).
+        """
+        key = ENTITY_VIEWS[view]
+        if self.sqlite is not None:
+            return self.sqlite.sample_ids(self.views[view], key, limit, since)
+        if getattr(self.config.online_store, "type", "") != "redis":
+            return None
+        # Some listed rows may be older than ``since``: list a few more than asked.
+        ids = self._redis_ids(key, 4 * limit)
+        if ids is None:
+            return None
+        if since is not None and len(ids):
+            _, stamps = self.entity_values(view, ids)
+            ids = ids[~np.isnat(stamps) & (stamps >= since)]
+        return ids[:limit]
+
+    def _redis_ids(self, join_key: str, limit: int) -> np.ndarray | None:
+        """Ids of up to ``limit`` ``join_key`` entities among this project's Redis keys."""
+        import redis
+
+        # Feast's Redis key: the serialized entity key, then the project name.
+        prefix = entity_keys(join_key, np.zeros(1, dtype="int64"))[0][:-8]
+        project = self.config.project.encode()
+        pattern = _glob_escape(prefix) + b"?" * 8 + _glob_escape(project)
+        width = len(prefix) + 8 + len(project)
+        client = self.online_store._get_client(self.config.online_store)
+        if not isinstance(client, redis.Redis):  # a cluster client scans per node
+            return None
+        found: list[bytes] = []
+        cursor = 0
+        for _ in range(SCAN_ROUNDS):
+            cursor, keys = client.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
+            found += [k for k in keys if len(k) == width and k.startswith(prefix)]
+            if len(found) >= limit or cursor == 0:
+                break
+        raw = b"".join(k[len(prefix) : len(prefix) + 8] for k in found[:limit])
+        return np.unique(np.frombuffer(raw, dtype="<i8").astype("int64"))

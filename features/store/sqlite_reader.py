@@ -9,14 +9,22 @@ reads of a few values, where it is cheaper) through Feast's protobuf class. Even
 as stored (epoch seconds, UTC) rather than through Feast's converter, which reads them as local
 time. The entity-key layout it builds is checked against Feast's serializer when the reader is
 made, and a test proves it returns what Feast's ``online_read`` returns.
+
+Connections stay open (one per thread), so each one remembers which file it opened (device,
+inode, modification time) and, at most once per ``RECHECK_S``, compares it with the file now at
+the path: a restored copy or a fresh empty file put in its place is reopened, a removed file
+fails the read, instead of serving the rows of a file that is no longer the store.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +45,8 @@ MAX_VALUE_BYTES = 11
 SMALL_BATCH = 64
 # Stay far below SQLite's bound on the parameters of one statement.
 KEYS_PER_QUERY = 10_000
+# How often a connection checks that the path still names the file it opened (one stat).
+RECHECK_S = 1.0
 
 
 class OnlineFormatMismatchError(RuntimeError):
@@ -125,25 +135,86 @@ def _check_key_layout(join_key: str, version: int) -> None:
             )
 
 
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    """What tells one file at ``path`` from another put in its place: device, inode, mtime."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+@dataclass
+class _Opened:
+    """A thread's connection, the identity of the file it opened and when that was checked."""
+
+    conn: sqlite3.Connection
+    identity: tuple[int, int, int]
+    checked_at: float
+
+
 class SqliteOnlineReader:
     """Reads entity rows of feature views from Feast's SQLite online store; one per store."""
 
-    def __init__(self, store: FeatureStore, join_keys: Sequence[str]) -> None:
+    def __init__(
+        self, store: FeatureStore, join_keys: Sequence[str], recheck_s: float = RECHECK_S
+    ) -> None:
         config = store.config
         for key in join_keys:
             _check_key_layout(key, config.entity_key_serialization_version)
         self.path = Path(SqliteOnlineStore._get_db_path(config))
         self.project = config.project
         self.versioning = config.registry.enable_online_feature_view_versioning
+        self.recheck_s = recheck_s
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
         # One read-only connection per thread: sqlite3 connections are not shared across threads.
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        opened: _Opened | None = getattr(self._local, "opened", None)
+        now = time.monotonic()
+        if opened is not None and now - opened.checked_at >= self.recheck_s:
+            opened.checked_at = now
+            try:
+                same = _file_identity(self.path) == opened.identity
+            except OSError:
+                same = False  # removed: the stale connection must not answer for it
+            if not same:
+                opened.conn.close()
+                opened = self._local.opened = None
+        if opened is None:
+            # The identity first: a file replaced between the two is caught at the next check.
+            identity = _file_identity(self.path)
             conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=5)
-            self._local.conn = conn
-        return conn
+            opened = self._local.opened = _Opened(conn, identity, now)
+        return opened.conn
+
+    def recheck(self) -> None:
+        """Compare this thread's connection with the file at the path on its next read."""
+        opened: _Opened | None = getattr(self._local, "opened", None)
+        if opened is not None:
+            opened.checked_at = -float("inf")
+
+    def _table(self, fv: FeatureView) -> str:
+        """The quoted name of Feast's online table of ``fv``."""
+        return '"' + compute_table_id(self.project, fv, self.versioning).replace('"', '""') + '"'
+
+    def sample_ids(
+        self, fv: FeatureView, join_key: str, limit: int, since: np.datetime64 | None = None
+    ) -> np.ndarray:
+        """Ids of up to ``limit`` entities with a row of ``fv`` (stamped at or after ``since``)."""
+        prefix = entity_keys(join_key, np.zeros(1, dtype="int64"))[0][:-8]
+        where, params = "", []
+        if since is not None:
+            where = "where event_ts >= ? "
+            params.append(int(np.datetime64(since, "s").astype("int64")))
+        # DISTINCT walks the primary key (entity_key, feature_name) and stops at the limit.
+        keys = (
+            self._connection()
+            .execute(
+                f"select distinct entity_key from {self._table(fv)} {where}limit ?",
+                [*params, limit],
+            )
+            .fetchall()
+        )
+        ours = [k for (k,) in keys if len(k) == len(prefix) + 8 and k.startswith(prefix)]
+        return np.frombuffer(b"".join(k[-8:] for k in ours), dtype="<i8").astype("int64")
 
     def read(
         self, fv: FeatureView, join_key: str, ids: Sequence[int], features: Sequence[str]
@@ -157,7 +228,7 @@ class SqliteOnlineReader:
         values = np.full((len(unique), len(features)), np.nan)
         stamps = np.full(len(unique), np.datetime64("NaT"), dtype="datetime64[us]")
         column = {name: j for j, name in enumerate(features)}
-        table = '"' + compute_table_id(self.project, fv, self.versioning).replace('"', '""') + '"'
+        table = self._table(fv)
         keys = entity_keys(join_key, unique)
         rows: list[tuple] = []
         for start in range(0, len(keys), KEYS_PER_QUERY):

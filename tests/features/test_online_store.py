@@ -1,14 +1,18 @@
-"""Materialization into the SQLite online store and the online reads serving runs (tiny marts)."""
+"""Materialization into the online store, the online reads serving runs and its readiness check."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import redis
+from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
 from features import store as feature_store
 from features.store.online import valid_at
@@ -179,3 +183,55 @@ def test_a_row_is_valid_from_its_stamp_until_the_ttl_has_passed() -> None:
     stamps = np.array([stamp] * 5 + [np.datetime64("NaT")], dtype="datetime64[us]")
     got = valid_at(stamps, np.append(moments, stamp), ttl)
     assert got.tolist() == [False, True, True, True, False, False]
+
+
+def test_readiness_needs_the_newest_materialized_rows_in_the_store(
+    store, feast_settings, tmp_path
+) -> None:
+    last = last_mart_day(feast_settings)
+    feature_store.materialize_days(store, feast_settings, [last - dt.timedelta(days=1)])
+    db = Path(SqliteOnlineStore._get_db_path(store.config))
+    older = tmp_path / "older.db"
+    shutil.copy(db, older)
+    feature_store.materialize_days(store, feast_settings, [last])
+    guarded = GuardedFeatures(FeastFeatureSource(store), timeout_s=TIMEOUT_S, retry_s=60)
+    assert guarded.ready()
+    # A restored older copy: the store answers, but not with what the registry says it holds.
+    os.replace(older, db)
+    assert not guarded.ready(), "ready on the rows of an older materialization"
+    stale = guarded.readiness()
+    assert f"as of {last.isoformat()}" in stale.reason
+    # An empty file in place of the store.
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    os.replace(empty, db)
+    assert not guarded.ready(), "ready on an empty store file"
+    assert "customer_features" in guarded.readiness().reason
+
+
+@pytest.mark.services
+def test_readiness_on_redis_needs_rows_not_just_an_answer(feast_settings, redis_url) -> None:
+    settings = feast_settings.model_copy(
+        update={"feast_online_store": "redis", "redis_url": redis_url}
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        store = feature_store.open_store(settings)
+        feature_store.apply_definitions(store, settings)
+        feature_store.materialize_days(store, settings, [last_mart_day(settings)])
+        # An unknown entity has no row (Feast's Redis store stamps it at the epoch).
+        values, stamps = feature_store.OnlineFeatures(store).entity_values(
+            "customer_features", [99_999]
+        )
+        assert np.isnan(values).all() and np.isnat(stamps).all()
+        guarded = GuardedFeatures(FeastFeatureSource(store), timeout_s=TIMEOUT_S, retry_s=60)
+        assert guarded.ready()
+        # Redis restarted without its data: it answers every lookup, with nothing.
+        for key in client.scan_iter(match=f"*{settings.feast_project}", count=1000):
+            client.delete(key)
+        assert not guarded.ready(), "ready on an empty Redis"
+        assert "no row" in guarded.readiness().reason
+    finally:
+        # Feast's Redis keys are the serialized entity key followed by the project name.
+        for key in client.scan_iter(match=f"*{settings.feast_project}", count=1000):
+            client.delete(key)

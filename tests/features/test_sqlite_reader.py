@@ -1,8 +1,12 @@
-"""The bulk SQLite reader returns exactly what Feast's own ``online_read`` returns."""
+"""The bulk SQLite reader returns what Feast's ``online_read`` returns, from the current file."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import sqlite3
+import time
 
 import numpy as np
 import pandas as pd
@@ -134,3 +138,73 @@ def test_reader_refuses_a_key_layout_it_does_not_build(store) -> None:
     store.config.entity_key_serialization_version = 2
     with pytest.raises(OnlineFormatMismatchError, match="customer_id"):
         SqliteOnlineReader(store, ["customer_id"])
+
+
+def _write_customer(store, entity: int, value: float, day: int) -> None:
+    """One customer row through Feast's own write path, stamped ``day`` days after AS_OF."""
+    frame = pd.DataFrame({"customer_id": [entity]})
+    for name in CUSTOMER_FEATURES:
+        frame[name] = [day + 1] if "_nb_tx_" in name else [value]
+    frame["feature_timestamp"] = [AS_OF + dt.timedelta(days=day)]
+    store.write_to_online_store("customer_features", frame)
+
+
+def _eventually(check, timeout: float = 5.0) -> bool:
+    """Whether ``check()`` comes true within ``timeout`` s (the reader rechecks every second)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_reader_reopens_a_replaced_store_file(store, tmp_path) -> None:
+    reader = SqliteOnlineReader(store, ["customer_id"])
+    fv = store.get_feature_view("customer_features")
+    _write_customer(store, 42, 1.5, day=0)
+    older = tmp_path / "older.db"
+    shutil.copy(reader.path, older)
+    _write_customer(store, 42, 2.5, day=1)
+    assert reader.read(fv, "customer_id", [42], CUSTOMER_FEATURES)[0][0, 1] == 2.5
+    # A restore: another file takes the path the reader's connection was opened on.
+    os.replace(older, reader.path)
+    value = lambda: reader.read(fv, "customer_id", [42], CUSTOMER_FEATURES)[0][0, 1]  # noqa: E731
+    assert _eventually(lambda: value() == 1.5), f"still reading {value()} from the old file"
+
+
+@pytest.mark.parametrize("replacement", ["empty", "removed"])
+def test_reader_fails_once_its_file_is_replaced_by_an_empty_one_or_removed(
+    store, tmp_path, replacement
+) -> None:
+    reader = SqliteOnlineReader(store, ["customer_id"])
+    fv = store.get_feature_view("customer_features")
+    _write_customer(store, 42, 1.5, day=0)
+    assert reader.read(fv, "customer_id", [42], CUSTOMER_FEATURES)[0][0, 1] == 1.5
+    if replacement == "empty":
+        empty = tmp_path / "empty.db"
+        sqlite3.connect(empty).close()
+        os.replace(empty, reader.path)
+    else:
+        reader.path.unlink()
+
+    def fails() -> bool:
+        try:
+            reader.read(fv, "customer_id", [42], CUSTOMER_FEATURES)
+        except (sqlite3.Error, OSError):
+            return True
+        return False
+
+    assert _eventually(fails), "the reader kept serving the rows of a file that is gone"
+
+
+def test_sample_ids_lists_entities_with_rows_as_of_a_time(store) -> None:
+    reader = SqliteOnlineReader(store, ["customer_id"])
+    fv = store.get_feature_view("customer_features")
+    assert reader.sample_ids(fv, "customer_id", 5).tolist() == []
+    for entity, day in ((7, 0), (8, 1), (2**40 + 1, 1)):
+        _write_customer(store, entity, 1.0, day)
+    assert sorted(reader.sample_ids(fv, "customer_id", 5).tolist()) == [7, 8, 2**40 + 1]
+    newer = np.datetime64(AS_OF.replace(tzinfo=None) + dt.timedelta(days=1), "us")
+    assert sorted(reader.sample_ids(fv, "customer_id", 5, since=newer).tolist()) == [8, 2**40 + 1]
+    assert len(reader.sample_ids(fv, "customer_id", 1)) == 1

@@ -334,3 +334,26 @@ def prediction_log(env: dict[str, str]) -> pd.DataFrame:
     if not table_exists(uri):
         return pd.DataFrame({"transaction_id": pd.Series([], dtype="int64")})
     return read_table(uri).to_pandas()
+
+
+def copy_registry(tracking_uri: str, target: Path) -> str:
+    """A full copy of a SQLite registry's folder, artifacts included, pointing at its own files.
+
+    The registry stores absolute artifact locations: every text value naming the old folder is
+    rewritten to the new one, so deleting the copy's artifacts leaves the original intact.
+    """
+    import shutil
+    import sqlite3
+
+    source = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    shutil.copytree(source, target)
+    with sqlite3.connect(target / "mlflow.db") as db:
+        tables = [row[0] for row in db.execute("select name from sqlite_master where type='table'")]
+        for table in tables:
+            for column in [row[1] for row in db.execute(f"pragma table_info('{table}')")]:
+                db.execute(
+                    f'update "{table}" set "{column}" = replace("{column}", ?, ?) '
+                    f'where typeof("{column}") = \'text\' and instr("{column}", ?) > 0',
+                    (str(source), str(target), str(source)),
+                )
+    return f"sqlite:///{target / 'mlflow.db'}"

@@ -90,34 +90,3 @@ def test_a_request_cancelled_while_it_waits_is_not_scored() -> None:
     assert results[0] == 0 and results[2] == 4
     assert isinstance(results[1], asyncio.CancelledError)
     assert recorder.batches == [[0, 2]]
-
-
-def test_answers_wait_for_the_batch_future_while_the_next_batch_is_scored() -> None:
-    async def scenario():
-        loop = asyncio.get_running_loop()
-        pending: list[asyncio.Future] = []
-        events: list[str] = []
-
-        def later(items, started):
-            events.append(f"scored {list(items)}")
-            future = loop.create_future()
-            pending.append((future, [10 * i for i in items]))
-            return future
-
-        batcher = MicroBatcher(later, max_size=1)
-        first = asyncio.create_task(batcher.submit(1, 0.0))
-        second = asyncio.create_task(batcher.submit(2, 0.0))
-        while len(pending) < 2:
-            await asyncio.sleep(0)
-        assert not first.done() and not second.done()  # both scored, neither answered
-        pending[1][0].set_result(pending[1][1])
-        assert await second == 20
-        assert not first.done()
-        pending[0][0].set_exception(RuntimeError("journal write failed"))
-        try:
-            await first
-        except RuntimeError as exc:
-            events.append(str(exc))
-        return events
-
-    assert asyncio.run(scenario()) == ["scored [1]", "scored [2]", "journal write failed"]
