@@ -96,6 +96,9 @@ def _in_process_p50(env: dict[str, str], bodies: list[dict]) -> float:
         mlflow_tracking_uri=env["FRAUDOPS_MLFLOW_TRACKING_URI"],
         serving_feature_repo=env["FRAUDOPS_SERVING_FEATURE_REPO"],
         serving_feature_timeout_ms=1_000,
+        # Lookup and predict only: the journal's cost is the HTTP phases' (c8 against the
+        # journal-off service).
+        serving_journal=False,
     )
     runtime = ScoringRuntime(settings)
     transactions = [

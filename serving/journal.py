@@ -122,7 +122,8 @@ def _segments(folder: Path) -> list[Path]:
     return sorted(folder.glob(f"*{SUFFIX}"))
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make the entries of ``folder`` (created, renamed, removed files) durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -180,7 +181,7 @@ def _create_segment(folder: Path, index: int, size: int) -> _Segment:
             written += os.write(fd, _ZEROS[: min(len(_ZEROS), size - written)])
             os.fdatasync(fd)
         os.fsync(fd)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except BaseException:
         os.close(fd)
         raise
@@ -202,7 +203,7 @@ def _recycle_segment(folder: Path, old: Path, index: int) -> _Segment:
     what its previous records left behind the new ones is never read (see read_segment)."""
     path = _segment_path(folder, index)
     os.rename(old, path)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     fd = os.open(path, os.O_RDWR)
     return _Segment(index, path, fd, os.fstat(fd).st_size)
 
@@ -219,7 +220,7 @@ class Journal:
         self.last_seq = 0
         self.folder.mkdir(parents=True)
         self._lock_fd = _lock(self.folder, block=True)
-        _fsync_dir(root)
+        fsync_dir(root)
         self._current = _create_segment(self.folder, 1, segment_bytes)
         self._full: list[_Segment] = []
         self._error: BaseException | None = None

@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.journal import fsync_dir
+
 META = "fraudops_last_good.json"
 MODEL = "model"
 # An unfinished download older than this is a leftover (another worker may be mid-download).
@@ -39,14 +41,6 @@ def _read(folder: Path) -> SavedModel | None:
         return SavedModel(folder / MODEL, meta["name"], str(meta["version"]), meta["saved_at"])
     except (OSError, ValueError, KeyError):
         return None
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _superseded(folder: Path, saved_at: str) -> bool:
@@ -84,7 +78,7 @@ class LastGood:
             out.flush()
             os.fsync(out.fileno())
         tmp.replace(folder / META)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         for other in self.root.iterdir():
             if other != folder and other.is_dir() and _superseded(other, saved_at):
                 shutil.rmtree(other, ignore_errors=True)

@@ -1,3 +1,17 @@
-"""The top layer drives the real service: it reuses the serving tests' registry and Feast repo."""
+"""Fixtures of the top layer: a runtime folder of its own, the serving tests' registry and repo."""
+
+import os
+
+import pytest
 
 from tests.serving.conftest import feast_repo, registry, world  # noqa: F401
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A runtime folder of its own; no FRAUDOPS_* or DAGSTER_HOME of the caller leaks in."""
+    for name in [k for k in os.environ if k.startswith("FRAUDOPS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FRAUDOPS_HOME", str(tmp_path / "var"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "var" / "dagster"))
+    return tmp_path / "var"

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import dagster as dg
-import pytest
 import yaml
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus
@@ -16,16 +14,6 @@ from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_ite
 from typer.testing import CliRunner
 
 from cli.main import app
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A runtime folder of its own; no FRAUDOPS_* or DAGSTER_HOME of the caller leaks in."""
-    for name in [k for k in os.environ if k.startswith("FRAUDOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("FRAUDOPS_HOME", str(tmp_path / "var"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "var" / "dagster"))
-    return tmp_path / "var"
 
 
 def _init() -> object:

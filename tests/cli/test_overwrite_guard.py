@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import pyarrow as pa
 import pytest
@@ -18,16 +17,6 @@ from fraudops.settings import get_settings
 from lakehouse.source import extract_path
 
 TINY = ["--customers", "5", "--terminals", "10"]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A runtime folder of its own; no FRAUDOPS_* or DAGSTER_HOME of the caller leaks in."""
-    for name in [k for k in os.environ if k.startswith("FRAUDOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("FRAUDOPS_HOME", str(tmp_path / "var"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "var" / "dagster"))
-    return tmp_path / "var"
 
 
 @pytest.fixture
