@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse import delta
-from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+from lakehouse.ingestion import Lakehouse, ingest_feed
 from lakehouse.simulator import Simulator, SimulatorConfig
 from lakehouse.source import MissingExtractError, extract_path, land_range
 
@@ -18,14 +18,6 @@ DAY = dt.date(2018, 4, 3)
 
 def _read(lakehouse: Lakehouse, layer: str, feed: str) -> pd.DataFrame:
     return delta.read_table(lakehouse.settings.table_uri(layer, feed)).to_pandas()
-
-
-@pytest.fixture
-def lakehouse(tmp_settings) -> Lakehouse:
-    lh = Lakehouse(tmp_settings)
-    ingest_master_data(lh, "customers")
-    ingest_master_data(lh, "terminals")
-    return lh
 
 
 def test_rerunning_a_partition_replaces_it_without_duplicates(lakehouse):

@@ -15,7 +15,7 @@ import pytest
 
 from lakehouse import delta
 from lakehouse.errors import ConcurrentIngestionError, IngestionFailedError, VolumeDropError
-from lakehouse.ingestion import Lakehouse, ingest_feed, ingest_master_data
+from lakehouse.ingestion import Lakehouse, ingest_feed
 from lakehouse.ingestion_log import incomplete_days
 from lakehouse.simulator import Simulator, SimulatorConfig
 from lakehouse.source import extract_path, land_range
@@ -26,14 +26,6 @@ TX = "transactions"
 
 def day(i: int) -> dt.date:
     return START + dt.timedelta(days=i)
-
-
-@pytest.fixture
-def lakehouse(tmp_settings) -> Lakehouse:
-    lh = Lakehouse(tmp_settings)
-    ingest_master_data(lh, "customers")
-    ingest_master_data(lh, "terminals")
-    return lh
 
 
 def _land(lh: Lakehouse, first: dt.date, last: dt.date) -> None:

@@ -4,10 +4,7 @@ import datetime as dt
 
 import dagster as dg
 import pyarrow.parquet as pq
-import pytest
 
-from fraudops.environ import settings_env
-from fraudops.settings import get_settings
 from lakehouse import delta
 from lakehouse.source import extract_path
 from orchestration.definitions import build_definitions, defs
@@ -16,13 +13,6 @@ from orchestration.defs.serving.assets import BATCH_SCORES
 from orchestration.partitions import partition_range_tags
 
 RAW = ["raw_transactions", "raw_fraud_reports", "raw_customers", "raw_terminals"]
-
-
-@pytest.fixture
-def tiny_home(tmp_settings, monkeypatch):
-    for key, value in settings_env(tmp_settings).items():
-        monkeypatch.setenv(key, value)
-    return get_settings()
 
 
 def test_definitions_load_with_raw_assets_checks_job_and_schedule(tiny_home):

@@ -4,21 +4,11 @@ import datetime as dt
 
 import dagster as dg
 import pyarrow as pa
-import pytest
 from dagster._utils.schedules import cron_string_iterator
 from deltalake import DeltaTable, write_deltalake
 
 from fraudops.catalog import RAW_TRANSACTIONS
-from fraudops.environ import settings_env
-from fraudops.settings import get_settings
 from orchestration.definitions import build_definitions
-
-
-@pytest.fixture
-def tiny_home(tmp_settings, monkeypatch):
-    for key, value in settings_env(tmp_settings).items():
-        monkeypatch.setenv(key, value)
-    return get_settings()
 
 
 def test_weekly_schedule_targets_the_job_and_is_stopped_by_default(tiny_home):
