@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,16 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+class SimDrift(BaseModel):
+    """A drift of the simulated source system (lakehouse/simulator.py ``DriftScenario``)."""
+
+    kind: Literal["new_fraud_pattern", "spending_shift", "broken_field"]
+    start: dt.date
+    end: dt.date | None = None
+    intensity: float = 1.0
+    variant: Literal["null_amount", "amount_in_cents"] = "null_amount"
 
 
 class Settings(BaseSettings):
@@ -68,6 +78,9 @@ class Settings(BaseSettings):
     sim_seed: int = 42
     sim_radius: float = 5.0
     label_delay_days: int = 7
+    # Drifts of the simulated source, e.g. FRAUDOPS_SIM_DRIFTS='[{"kind": "spending_shift",
+    # "start": "2018-10-05", "intensity": 0.5}]' (docs/lakehouse.md).
+    sim_drifts: list[SimDrift] = Field(default_factory=list)
 
     # Data quality: share of quarantined rows above which an asset check fails.
     quarantine_fail_ratio: float = 0.01
@@ -126,6 +139,70 @@ class Settings(BaseSettings):
     serving_journal: bool = True
     serving_journal_fsync: bool = True
     serving_log_dedup_rows: int = 200_000
+    # ---- Fallback model (docs/serving.md, "Degraded mode") ----
+    # Degraded rows (online store down, or no row for an entity) are scored by the champion's
+    # request-time fallback model (<model_name>_fallback, the version named by the champion's
+    # fallback_version tag) when there is one; false: by the champion on the fill values.
+    serving_fallback_model: bool = True
+    # ---- end Fallback model ----
+
+    # ---- Monitoring (docs/monitoring.md): profiles, drift, data quality, delayed labels ----
+    monitoring_dir: Path | None = Field(
+        default=None, description="Profiles, drift reports and performance (home/monitoring)."
+    )
+    # Profiling processes and the rows each profiles at a time (docs/monitoring.md#profiles).
+    monitoring_workers: int = Field(default=2, ge=1)
+    monitoring_chunk_rows: int = Field(default=250_000, ge=1_000)
+    # Drift score: whylogs' Hellinger distance per column (0 same .. 1 disjoint); a column
+    # drifts above its threshold; drift of a key feature (or of "score") suggests retraining.
+    drift_key_features: list[str] = [
+        "tx_amount",
+        "tx_during_night",
+        "terminal_id_risk_1day_window",
+        "terminal_id_risk_7day_window",
+        "score",
+    ]
+    drift_threshold: float = Field(default=0.2, gt=0.0, le=1.0)
+    # A day is all weekdays or all weekend: its weekend share against a reference of weeks is
+    # 0 or 1 every day, which is the calendar, not drift (a threshold of 1 is never exceeded).
+    drift_thresholds: dict[str, float] = Field(default_factory=lambda: {"tx_during_weekend": 1.0})
+    # Data-quality limits of one day of the prediction log (shares of its rows).
+    quality_max_null_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    quality_max_out_of_range_share: float = Field(default=0.001, ge=0.0, le=1.0)
+    quality_max_degraded_share: float = Field(default=0.05, ge=0.0, le=1.0)
+    quality_max_unknown_entity_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    # An amount above this multiple of its card's 30-day mean is implausible (a unit change).
+    quality_max_amount_ratio: float = Field(default=25.0, gt=1.0)
+    quality_max_implausible_amount_share: float = Field(default=0.05, ge=0.0, le=1.0)
+    # Share of the day's source transactions quarantined at ingestion (never sent to scoring).
+    quality_max_rejected_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    # Delayed-label performance: retraining when the day's AP falls this far below the served
+    # version's test AP, judged only on days with at least this many frauds.
+    performance_ap_margin: float = Field(default=0.15, ge=0.0, le=1.0)
+    performance_min_frauds: int = Field(default=5, ge=1)
+    performance_min_card_precision: float = Field(default=0.0, ge=0.0, le=1.0)
+    # A fraud scenario caught this rarely (with at least performance_min_frauds frauds that day)
+    # is a pattern the model has not learnt, e.g. a new kind of fraud.
+    performance_min_scenario_recall: float = Field(default=0.25, ge=0.0, le=1.0)
+    retrain_cooldown_hours: float = Field(default=24.0, ge=0.0)
+    # How often the retraining and monitoring-automation sensors tick (the code location reads
+    # it when it loads; a closed loop whose days pass in seconds ticks every few seconds).
+    monitoring_sensor_interval_s: int = Field(default=30, ge=1)
+    # ---- end Monitoring ----
+
+    # ---- Retraining checks and the backtest (docs/training.md) ----
+    # Asset checks of features/training_set (blocking: no candidate trains on a set failing
+    # them): at least this many rows, and a fraud share inside [min, max].
+    training_min_rows: int = Field(default=1_000, ge=1)
+    training_min_fraud_share: float = Field(default=0.0005, ge=0.0, le=1.0)
+    training_max_fraud_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    # The gate's backtest: the newest days of logged traffic whose labels are known, replayed
+    # through the challenger. A challenger whose AP on them falls more than this below the
+    # champion's logged answers is not promoted (1: record the backtest, never veto).
+    backtest_days: int = Field(default=7, ge=1)
+    promotion_backtest_max_ap_drop: float = Field(default=0.05, ge=0.0, le=1.0)
+    # ---- end Retraining checks and the backtest ----
+
 
     @cached_property
     def lakehouse_root(self) -> str:
@@ -166,6 +243,11 @@ class Settings(BaseSettings):
     def prediction_log_uri(self) -> str:
         """Delta table that the scoring service appends predictions to."""
         return self.prediction_log_table or self.table_uri("serving", "prediction_log")
+
+    @property
+    def monitoring_path(self) -> Path:
+        """Folder of the monitoring profiles, drift reports and performance figures."""
+        return self.monitoring_dir or self.home / "monitoring"
 
     @property
     def sim_end_date(self) -> dt.date:

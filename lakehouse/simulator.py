@@ -104,6 +104,7 @@ class SimulatorConfig:
             "radius": settings.sim_radius,
             "seed": settings.sim_seed,
             "label_delay_days": settings.label_delay_days,
+            "drifts": tuple(DriftScenario(**drift.model_dump()) for drift in settings.sim_drifts),
         }
         return cls(**(values | overrides))
 

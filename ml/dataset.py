@@ -50,6 +50,20 @@ def validate_training_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["tx_datetime", "transaction_id"], ignore_index=True)
 
 
+def class_balance(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows and share of each label, frauds also by simulated scenario (where known)."""
+    total = max(len(frame), 1)
+    parts = [("genuine", frame["is_fraud"] == 0), ("fraud", frame["is_fraud"] == 1)]
+    if "fraud_scenario" in frame:
+        frauds = frame["is_fraud"] == 1
+        parts += [
+            (f"fraud, scenario {int(s)}", frauds & (frame["fraud_scenario"] == s))
+            for s in sorted(frame.loc[frauds, "fraud_scenario"].unique())
+        ]
+    rows = [(name, int(mask.sum()), float(mask.sum()) / total) for name, mask in parts]
+    return pd.DataFrame(rows, columns=["class", "rows", "share"])
+
+
 def content_hash(frame: pd.DataFrame) -> str:
     """SHA-256 of the contract columns' values, independent of row order."""
     ordered = frame[TRAINING_COLUMNS].sort_values("transaction_id", ignore_index=True)

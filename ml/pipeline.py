@@ -6,6 +6,7 @@ whole chain works on one consistent snapshot; the Dagster assets only call these
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from fraudops.contracts import FEATURE_COLUMNS
 from fraudops.settings import Settings
 from ml import plots, tracking
 from ml.baseline import amount_rule_scores
+from ml.cost import Cost, CostMeter
 from ml.dataset import TrainingData, load_training_set
 from ml.metrics import (
     classification_metrics,
@@ -30,7 +32,14 @@ from ml.metrics import (
 )
 from ml.model import Kind, ScoringModel, folder_size, model_input
 from ml.split import TimeSplit, protocol_splits, train_test
-from ml.train import MLP_PARAMS, XGB_GRID, search_xgboost, train_mlp, train_xgboost
+from ml.train import (
+    MLP_PARAMS,
+    XGB_GRID,
+    Progress,
+    search_xgboost,
+    train_mlp,
+    train_xgboost,
+)
 
 KEY_METRICS = ("average_precision", "roc_auc", "card_precision_at_100", "brier", "ece")
 
@@ -57,6 +66,8 @@ class Candidate:
     validation_ap: float
     train_seconds: float
     data_version: int
+    # What the whole candidate step cost (load, search, fit, logging), also on its run.
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,13 @@ class Evaluation:
     baseline: dict[str, float]
     selected: Kind
     data_version: int
+    # What evaluating every candidate cost (scoring, latency, importance, plots).
+    cost: Cost | None = None
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress:
+        progress(message)
 
 
 def make_splits(frame: pd.DataFrame, settings: Settings) -> Splits:
@@ -94,24 +112,29 @@ def _fit(
     seed: int,
     xgb_space: Mapping[str, Sequence[object]],
     mlp_params: Mapping[str, object],
+    progress: Progress | None = None,
 ) -> tuple[ScoringModel, float, float, dict[str, object]]:
     """Model on the training window, its validation AP, its training time and its params."""
     if kind == "xgboost":
+        _say(progress, f"xgboost: grid search on {len(splits.validation_train):,} rows")
         params, trials = search_xgboost(
-            splits.validation_train, splits.validation_test, seed, xgb_space
+            splits.validation_train, splits.validation_test, seed, xgb_space, progress
         )
         mlflow.log_table(pd.DataFrame(trials), "search/xgboost_trials.json")
         validation_ap = max(t["validation_ap"] for t in trials)
+        _say(progress, f"xgboost: final fit on {len(splits.train):,} training rows")
         started = time.perf_counter()
         model = train_xgboost(splits.train, params, seed)
     else:
         params = dict(mlp_params)
-        scores = train_mlp(splits.validation_train, params, seed).predict_proba(
+        _say(progress, f"torch: validation fit on {len(splits.validation_train):,} rows")
+        scores = train_mlp(splits.validation_train, params, seed, progress).predict_proba(
             splits.validation_test
         )
         validation_ap = classification_metrics(splits.validation_test, scores)["average_precision"]
+        _say(progress, f"torch: final fit on {len(splits.train):,} training rows")
         started = time.perf_counter()
-        model = train_mlp(splits.train, params, seed)
+        model = train_mlp(splits.train, params, seed, progress)
     return model, validation_ap, time.perf_counter() - started, params
 
 
@@ -121,17 +144,44 @@ def train_candidate(
     data: TrainingData | None = None,
     xgb_space: Mapping[str, Sequence[object]] = XGB_GRID,
     mlp_params: Mapping[str, object] = MLP_PARAMS,
+    progress: Progress | None = None,
 ) -> Candidate:
-    """Train one candidate family on the newest training window and log it as an MLflow run."""
+    """Train one candidate family on the newest training window and log it as an MLflow run.
+
+    The run records the step's cost (``cost_*`` metrics: wall, CPU, peak memory, rows).
+    """
+    meter = CostMeter()
+    with meter:
+        candidate = _train_candidate(kind, settings, data, xgb_space, mlp_params, progress, meter)
+    tracking.log_cost(candidate.run_id, meter.cost)
+    _say(progress, f"{kind}: done, {meter.cost.summary()}")
+    return dataclasses.replace(candidate, cost=meter.cost)
+
+
+def _train_candidate(
+    kind: Kind,
+    settings: Settings,
+    data: TrainingData | None,
+    xgb_space: Mapping[str, Sequence[object]],
+    mlp_params: Mapping[str, object],
+    progress: Progress | None,
+    meter: CostMeter,
+) -> Candidate:
     tracking.configure(settings)
-    data = data or load_training_set(settings)
+    if data is None:
+        _say(progress, f"{kind}: loading the training set")
+        data = load_training_set(settings)
     splits = make_splits(data.frame, settings)
+    meter.rows = len(data.frame)
     seed = settings.train_seed
     with mlflow.start_run(run_name=f"{kind}-candidate", tags=tracking.run_tags(seed)) as run:
         mlflow.set_tag("candidate", kind)
         tracking.log_dataset(data, splits.train, "training")
         tracking.log_dataset(data, splits.validation_test, "validation")
-        model, validation_ap, seconds, params = _fit(kind, splits, seed, xgb_space, mlp_params)
+        model, validation_ap, seconds, params = _fit(
+            kind, splits, seed, xgb_space, mlp_params, progress
+        )
+        _say(progress, f"{kind}: validation AP {validation_ap:.4f}; logging the model to MLflow")
         mlflow.log_params(
             {
                 "model_kind": kind,
@@ -193,12 +243,29 @@ def _log_evaluation(
 
 
 def evaluate_candidates(
-    candidates: Sequence[Candidate], settings: Settings, data: TrainingData | None = None
+    candidates: Sequence[Candidate],
+    settings: Settings,
+    data: TrainingData | None = None,
+    progress: Progress | None = None,
 ) -> Evaluation:
     """Evaluate every candidate and the baseline once on the test window; log figures and plots.
 
     The candidate to register as challenger is chosen on validation AP, not on the test window.
     """
+    meter = CostMeter()
+    with meter:
+        evaluation = _evaluate_candidates(candidates, settings, data, progress, meter)
+    _say(progress, f"evaluation: done, {meter.cost.summary()}")
+    return dataclasses.replace(evaluation, cost=meter.cost)
+
+
+def _evaluate_candidates(
+    candidates: Sequence[Candidate],
+    settings: Settings,
+    data: TrainingData | None,
+    progress: Progress | None,
+    meter: CostMeter,
+) -> Evaluation:
     tracking.configure(settings)
     version = candidates[0].data_version
     if any(c.data_version != version for c in candidates):
@@ -209,13 +276,25 @@ def evaluate_candidates(
     data = data or load_training_set(settings, version=version)
     splits = make_splits(data.frame, settings)
     test = splits.test_frame
+    meter.rows = len(test)
     baseline = classification_metrics(test, amount_rule_scores(test))
     metrics = {}
-    for candidate in candidates:
+    for i, candidate in enumerate(candidates, 1):
+        kind = candidate.kind
+        _say(
+            progress,
+            f"evaluation {i}/{len(candidates)}: {kind} on {len(test):,} test rows "
+            "(metrics, single-row latency)",
+        )
         model = mlflow.pyfunc.load_model(candidate.model_uri)
-        scores, metrics[candidate.kind] = _score(model, test)
+        scores, metrics[kind] = _score(model, test)
+        _say(
+            progress,
+            f"evaluation {i}/{len(candidates)}: {kind} test AP "
+            f"{metrics[kind]['average_precision']:.4f}; permutation importance and plots",
+        )
         _log_evaluation(
-            candidate, model, test, scores, metrics[candidate.kind], baseline, settings.train_seed
+            candidate, model, test, scores, metrics[kind], baseline, settings.train_seed
         )
     selected = max(candidates, key=lambda c: c.validation_ap).kind
     return Evaluation(splits.test, metrics, baseline, selected, version)

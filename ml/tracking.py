@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from mlflow.tracking import MlflowClient
 
 from fraudops.environ import set_process_defaults
 from fraudops.settings import REPO_ROOT, Settings
+from ml.cost import Cost
 from ml.dataset import TrainingData
+from ml.experiment import mark_machine_learning
 from ml.model import ScoringModel, model_input
 from ml.pyfunc import ARTIFACT
 
@@ -38,9 +41,22 @@ def _uri(location: str) -> str:
     return location if "://" in location else Path(location).resolve().as_uri()
 
 
+def quiet_mlflow() -> None:
+    """Keep MLflow's INFO chatter (database set-up, input-example validation) out of the logs.
+
+    MLflow gives its loggers a console handler of their own, so its INFO lines would reach a
+    terminal whatever the caller's logging says; warnings and errors still show.
+    """
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
 def configure(settings: Settings) -> MlflowClient:
     """Point MLflow at the settings' tracking store and the experiment of the model."""
     set_process_defaults()
+    quiet_mlflow()
     if settings.tracking_uri.startswith("sqlite:///"):
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
             parents=True, exist_ok=True
@@ -53,6 +69,7 @@ def configure(settings: Settings) -> MlflowClient:
         client.create_experiment(
             settings.model_name, artifact_location=_uri(settings.artifact_root)
         )
+    mark_machine_learning(client, settings.model_name)
     mlflow.set_experiment(settings.model_name)
     return client
 
@@ -62,6 +79,19 @@ def run_url(settings: Settings, run_id: str) -> str:
     run = MlflowClient(settings.tracking_uri).get_run(run_id)
     ui = settings.mlflow_ui_url.rstrip("/")
     return f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
+def log_cost(run_id: str, cost: Cost, prefix: str = "cost_") -> None:
+    """Record a step's cost as metrics of the run ``run_id`` (the tracking URI in force)."""
+    client = MlflowClient()
+    for key, value in cost.as_metrics(prefix).items():
+        client.log_metric(run_id, key, value)
+
+
+def version_run_id(settings: Settings, version: str) -> str | None:
+    """The MLflow run that produced a version of the settings' model."""
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    return client.get_model_version(settings.model_name, version).run_id
 
 
 def git_commit() -> str:

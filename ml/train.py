@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,8 @@ MLP_PARAMS: dict[str, object] = {
     "learning_rate": 2e-3,
 }
 THREADS = 2
+# Where the long steps say how far they are (Dagster passes ``context.log.info``).
+Progress = Callable[[str], None]
 MONOTONE = "(" + ",".join("1" if c == "tx_amount" else "0" for c in FEATURE_COLUMNS) + ")"
 
 
@@ -73,18 +75,30 @@ def search_xgboost(
     validation: pd.DataFrame,
     seed: int,
     space: Mapping[str, Sequence[object]] = XGB_GRID,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, object], list[dict[str, object]]]:
     """Best parameters by validation average precision, and every trial's score."""
     trials = []
-    for params in grid(space):
+    combinations = list(grid(space))
+    for i, params in enumerate(combinations, 1):
         model = train_xgboost(train, params, seed)
         ap = average_precision_score(validation["is_fraud"], model.predict_proba(validation))
         trials.append({**params, "validation_ap": float(ap)})
+        if progress:
+            shown = ", ".join(f"{k}={v}" for k, v in params.items())
+            progress(
+                f"xgboost search: trial {i}/{len(combinations)} ({shown}) validation AP {ap:.4f}"
+            )
     best = max(trials, key=lambda t: t["validation_ap"])
     return {k: best[k] for k in space}, trials
 
 
-def train_mlp(train: pd.DataFrame, params: Mapping[str, object], seed: int) -> ScoringModel:
+def train_mlp(
+    train: pd.DataFrame,
+    params: Mapping[str, object],
+    seed: int,
+    progress: Progress | None = None,
+) -> ScoringModel:
     """Fit the scaler and a torch MLP (Adam, binary cross-entropy) on the training rows."""
     scaler = Scaler.fit(train)
     x = torch.from_numpy(scaler.transform(train))
@@ -99,13 +113,19 @@ def train_mlp(train: pd.DataFrame, params: Mapping[str, object], seed: int) -> S
         loss_fn = torch.nn.BCEWithLogitsLoss()
         batch = int(params["batch_size"])
         mlp.train()
-        for _ in range(int(params["epochs"])):
+        epochs = int(params["epochs"])
+        for epoch in range(1, epochs + 1):
             order = torch.randperm(len(x), generator=generator)
+            total = 0.0
             for start in range(0, len(x), batch):
                 idx = order[start : start + batch]
                 optimizer.zero_grad()
-                loss_fn(mlp(x[idx]), y[idx]).backward()
+                loss = loss_fn(mlp(x[idx]), y[idx])
+                loss.backward()
                 optimizer.step()
+                total += loss.item() * len(idx)
+            if progress:
+                progress(f"torch: epoch {epoch}/{epochs}, training loss {total / len(x):.4f}")
     finally:
         torch.set_num_threads(previous_threads)
     return ScoringModel("torch", scaler, mlp, {**params, "seed": seed})

@@ -9,6 +9,7 @@ from orchestration.defs import dbt as dbt_domain
 from orchestration.defs import features as features_domain
 from orchestration.defs import lakehouse
 from orchestration.defs import maintenance as maintenance_domain
+from orchestration.defs import monitoring as monitoring_domain
 from orchestration.defs import serving as serving_domain
 from orchestration.defs import training as training_domain
 from orchestration.partitions import daily_partitions
@@ -26,6 +27,7 @@ def build_definitions() -> dg.Definitions:
         serving_domain.build_defs(partitions),
         training_domain.build_defs(),
         maintenance_domain.build_defs(),
+        monitoring_domain.build_defs(partitions, settings.label_delay_days),
         dg.Definitions(resources={"settings": SettingsResource()}),
     )
 

@@ -1,10 +1,11 @@
 """One prediction-log row per (transaction_id, served_by): the first answer logged wins.
 
 The writer keeps the keys of the most recently logged rows (``capacity`` of them, seeded at
-start-up from the newest files of the Delta table) and drops a row whose key is among them, or
-earlier in the same write: a retry of a transaction, a duplicate inside a batch request, a row
-replayed from the journal of a process killed after its commit. Keys join the window only once
-their commit has succeeded, so a failed write can never make its own retry look like a copy.
+start-up from the table's rows with the newest ``scored_at``) and drops a row whose key is among
+them, or earlier in the same write: a retry of a transaction, a duplicate inside a batch
+request, a row replayed from the journal of a process killed after its commit. Keys join the
+window only once their commit has succeeded, so a failed write can never make its own retry
+look like a copy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from fraudops.contracts import CHALLENGER
@@ -72,22 +73,55 @@ def filter_new(table: pa.Table, window: RecentKeys | None) -> tuple[pa.Table, li
     return table.filter(pa.array(keep)), [k for k, flag in zip(keys, keep, strict=True) if flag]
 
 
+def _newest_per_file(actions: pa.Table) -> np.ndarray:
+    """Each file's newest ``scored_at`` (int64 microseconds) from its statistics; a file
+    without them counts as newest, so it is always read."""
+    unknown = np.iinfo("int64").max
+    if "max.scored_at" not in actions.column_names:
+        return np.full(actions.num_rows, unknown, dtype="int64")
+    return _micros(actions.column("max.scored_at"), unknown)
+
+
+def _micros(stamps: pa.ChunkedArray, missing: int) -> np.ndarray:
+    """Timestamps as int64 microseconds, ``missing`` for nulls."""
+    micros = stamps.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return pc.fill_null(micros, missing).to_numpy()
+
+
 def newest_keys(table: DeltaTable, limit: int) -> list[int]:
-    """Keys of (at least) the ``limit`` newest rows of the table, read from its newest files."""
+    """Keys of the ``limit`` rows with the newest ``scored_at``, oldest first (the order in
+    which the window forgets them).
+
+    Files are read newest first by their ``scored_at`` statistics, not by modification time:
+    compaction rewrites old rows into new files. Reading stops once ``limit`` rows read are
+    newer than anything an unread file can hold.
+    """
     if limit <= 0:
         return []
     actions = pa.table(table.get_add_actions(flatten=True))
     if actions.num_rows == 0:
         return []
-    order = np.argsort(-actions.column("modification_time").to_numpy(), kind="stable")
-    counts = actions.column("num_records").to_numpy()[order]
-    needed = int(np.searchsorted(np.cumsum(counts), limit)) + 1
-    paths = set(actions.column("path").take(pa.array(order[:needed])).to_pylist())
-    dataset = table.to_pyarrow_dataset()
+    newest = _newest_per_file(actions)
+    order = np.argsort(-newest, kind="stable")
+    paths = actions.column("path").to_pylist()
     # Fragment paths are table-relative like the add actions' (checked on a local table).
-    fragments = [f for f in dataset.get_fragments() if f.path in paths]
-    if not fragments:
+    fragments = {f.path: f for f in table.to_pyarrow_dataset().get_fragments()}
+    stamps: list[np.ndarray] = []
+    keys: list[int] = []
+    for position, index in enumerate(order.tolist()):
+        fragment = fragments.get(paths[index])
+        if fragment is None:
+            continue
+        rows = fragment.to_table(columns=["scored_at", "transaction_id", "served_by"])
+        stamps.append(_micros(rows.column("scored_at"), np.iinfo("int64").min))
+        keys += row_keys(
+            rows.column("transaction_id").to_numpy(), rows.column("served_by").to_numpy()
+        )
+        if len(keys) >= limit and position + 1 < len(order):
+            bound = newest[order[position + 1]]
+            if int((np.concatenate(stamps) > bound).sum()) >= limit:
+                break
+    if not keys:
         return []
-    chosen = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
-    rows = chosen.to_table(columns=["transaction_id", "served_by"])
-    return row_keys(rows.column("transaction_id").to_numpy(), rows.column("served_by").to_numpy())
+    chosen = np.argsort(np.concatenate(stamps), kind="stable")[-limit:]
+    return [keys[i] for i in chosen.tolist()]

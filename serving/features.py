@@ -5,7 +5,9 @@ online store cannot answer within the timeout or is known to be down, or has no 
 the transaction time for an entity (absent, or older than the view's TTL), the entity features
 take the values the reference definitions (features/definitions.py) give an entity without any
 transaction in its windows: counts 0, average amounts 0, risks 0. The answer is flagged
-``degraded`` so nothing is invented silently, and the prediction log keeps the flag.
+``degraded`` so nothing is invented silently, and the prediction log keeps the flag. Such rows
+are then scored by the champion's request-time fallback model when there is one
+(serving/scoring.py), which was trained on exactly these fill values.
 
 A circuit breaker decides when the store is "known to be down": it opens only when failures
 persist over the last lookups, not after one slow answer, and probes the store again after its

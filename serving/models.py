@@ -5,6 +5,12 @@ warning (the champion answers everything). A broken champion leaves the loaded o
 start-up, with none loaded yet, the last champion that loaded is served from its local copy
 (serving/last_good.py). Either way :meth:`ModelSource.status` names the fallback and the problem,
 which ``/readyz`` and the reload endpoint report.
+
+Next to the champion, its fallback model (ml/fallback.py) answers the degraded rows: the version
+of ``<model_name>_fallback`` that the served champion's ``fallback_version`` tag names. It is
+re-resolved at every refresh, so it follows the champion through promotions and rollbacks; a
+champion without the tag, or a fallback that does not load, leaves degraded rows to the
+champion on the fill values.
 """
 
 from __future__ import annotations
@@ -29,6 +35,20 @@ log = logging.getLogger(__name__)
 # Where a loaded model came from.
 REGISTRY = "registry"
 LAST_GOOD = "last_good"
+# The fallback model's role, and the tag of a model version naming its fallback version
+# (written by ml/fallback.py, which serving does not import).
+FALLBACK = "fallback"
+FALLBACK_TAG = "fallback_version"
+
+
+def fallback_model_name(model_name: str) -> str:
+    """The registered model holding the fallbacks of ``model_name`` (as ml/fallback.py)."""
+    return f"{model_name}_fallback"
+
+
+def fallback_label(version: str) -> str:
+    """``model_version`` of an answer the fallback gave: never mistaken for a champion's."""
+    return f"{FALLBACK}-{version}"
 
 
 class ModelUnavailableError(RuntimeError):
@@ -108,9 +128,14 @@ class ModelSource:
         mlflow.set_tracking_uri(settings.tracking_uri)
         mlflow.set_registry_uri(settings.tracking_uri)
         self.name = settings.model_name
+        self.fallback_name = fallback_model_name(settings.model_name)
+        self.use_fallback = settings.serving_fallback_model
         self.client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
         self.last_good = LastGood(last_good) if last_good is not None else None
         self._models: dict[str, LoadedModel] = {}
+        self._fallback: LoadedModel | None = None
+        # The fallback version the served champion names (None: none), and for which champion.
+        self._fallback_wanted: tuple[str, str | None] | None = None
         # alias -> the version it points at (None: no alias), and what went wrong with it.
         self._wanted: dict[str, str | None] = {}
         self._problems: dict[str, str] = {}
@@ -186,6 +211,8 @@ class ModelSource:
             self._wanted = {alias: aliases.get(alias) for alias in (CHAMPION, CHALLENGER)}
             self._refresh_champion(aliases.get(CHAMPION), changed)
             self._refresh_challenger(aliases.get(CHALLENGER), changed)
+            if self.use_fallback:
+                self._refresh_fallback(changed)
             return changed
 
     def _refresh_champion(self, version: str | None, changed: dict[str, str]) -> None:
@@ -260,6 +287,68 @@ class ModelSource:
         self._ok(CHALLENGER)
         changed[CHALLENGER] = version
 
+    def _fallback_version(self, champion: str) -> str | None:
+        """The fallback version the tag of ``champion`` names (None: no tag, no version)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client.get_model_version(self.name, champion)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        return version.tags.get(FALLBACK_TAG) or None
+
+    def _refresh_fallback(self, changed: dict[str, str]) -> None:
+        """Load the fallback of the champion served now; drop one that is not its own."""
+        champion = self._models.get(CHAMPION)
+        if champion is None:
+            return
+        try:
+            wanted = self._fallback_version(champion.version)
+        except Exception as exc:  # a registry hiccup: the loaded fallback stays
+            self._fail(
+                FALLBACK,
+                None,
+                f"the tags of champion version {champion.version} cannot be read: {exc}",
+            )
+            return
+        self._fallback_wanted = (champion.version, wanted)
+        current = self._fallback
+        if current is not None and current.version == wanted:
+            self._ok(FALLBACK)
+            return
+        loaded = None
+        if wanted is None:
+            self._ok(FALLBACK)
+        else:
+            try:
+                loaded = load_pyfunc(FALLBACK, wanted, f"models:/{self.fallback_name}/{wanted}")
+            except Exception as exc:
+                self._fail(
+                    FALLBACK,
+                    wanted,
+                    f"fallback model {self.fallback_name!r} version {wanted} (of champion "
+                    f"version {champion.version}) cannot be loaded; degraded rows are scored "
+                    f"by the champion on the fill values: {exc}",
+                )
+            else:
+                self._ok(FALLBACK)
+                log.info(
+                    "loaded %s version %s as the fallback of champion version %s",
+                    self.fallback_name,
+                    wanted,
+                    champion.version,
+                )
+        if loaded is not None or current is not None:
+            # A fallback belongs to its champion: another champion's is not kept.
+            self._fallback = loaded
+            changed[FALLBACK] = loaded.version if loaded is not None else ""
+
+    def fallback(self) -> LoadedModel | None:
+        """The loaded fallback model of the champion served, or None."""
+        return self._fallback
+
     def get(self, alias: str) -> LoadedModel | None:
         """The loaded version behind ``alias``, or None."""
         return self._models.get(alias)
@@ -278,8 +367,11 @@ class ModelSource:
         )
 
     def versions(self) -> dict[str, str]:
-        """``{alias: version}`` of the loaded models."""
-        return {alias: m.version for alias, m in self._models.items()}
+        """``{alias: version}`` of the loaded models (``fallback``: the fallback model's)."""
+        versions = {alias: m.version for alias, m in self._models.items()}
+        if self._fallback is not None:
+            versions[FALLBACK] = self._fallback.version
+        return versions
 
     def status(self) -> dict[str, object]:
         """What is served and from where, what the aliases want, and what went wrong.
@@ -304,5 +396,18 @@ class ModelSource:
             },
             "wanted": dict(self._wanted),
             "fallback": fallback,
+            "fallback_model": self._fallback_status(),
             "problems": dict(self._problems),
+        }
+
+    def _fallback_status(self) -> dict[str, object]:
+        """Which fallback model answers degraded rows, and the one the champion names."""
+        served = self._fallback
+        champion, wanted = self._fallback_wanted or (None, None)
+        return {
+            "model": self.fallback_name,
+            "version": served.version if served is not None else None,
+            "wanted": wanted,
+            "champion_version": champion,
+            "enabled": self.use_fallback,
         }

@@ -1,5 +1,12 @@
 """The scoring core: request-time + online features, champion/challenger routing, decisions.
 
+Degraded rows (entity features filled because the store could not answer, or had no row for
+an entity) are answered by the champion's fallback model when one is loaded (serving/models.py):
+it was trained on request-time features only, with the entity features at their fill values,
+and sees them that way here. Their ``model_version`` says ``fallback-<version>``; ``served_by``
+stays the role the row was routed to, and the champion's (and challenger's) own scores are
+still logged. Without a fallback, the routed model scores the filled row, as before.
+
 Plain Python (no BentoML): the service, the benchmarks and the tests call it the same way.
 """
 
@@ -16,8 +23,8 @@ import numpy as np
 from features.definitions import request_time_features
 from fraudops.contracts import CHALLENGER, CHAMPION, ENTITY_FEATURES, FEATURE_COLUMNS
 from fraudops.settings import Settings
-from serving.features import GuardedFeatures
-from serving.models import ModelSource
+from serving.features import GuardedFeatures, fallback_values
+from serving.models import LoadedModel, ModelSource, fallback_label
 from serving.schemas import ScoreResult, Transaction
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -51,6 +58,22 @@ def model_inputs(
 def epoch_microseconds(moments: Sequence[dt.datetime]) -> np.ndarray:
     """Timezone-aware datetimes as exact int64 microseconds since the epoch."""
     return np.fromiter(((m - EPOCH) // MICROSECOND for m in moments), "int64", len(moments))
+
+
+def answer_degraded(
+    fallback: LoadedModel,
+    inputs: np.ndarray,
+    degraded: np.ndarray,
+    scores: np.ndarray,
+    versions: np.ndarray,
+) -> None:
+    """Overwrite the degraded rows' scores and versions with the fallback model's answers."""
+    rows = inputs[degraded]
+    # As in its training: every entity feature at its fill value, even the half of a row
+    # whose other entity the store did find.
+    rows[:, ENTITY_POSITIONS] = fallback_values(len(rows))
+    scores[degraded] = fallback.predict(rows)
+    versions[degraded] = fallback_label(fallback.version)
 
 
 @dataclass(frozen=True)
@@ -102,10 +125,15 @@ class Scorer:
         elif canary.any():
             challenger_scores[canary] = challenger.predict(inputs[canary])
         scores = np.where(canary, challenger_scores, champion_scores)
+        versions = np.where(
+            canary, challenger.version if challenger else "", champion.version
+        ).astype(object)
+        fallback = self.models.fallback()
+        if fallback is not None and entity.missing.any():
+            answer_degraded(fallback, inputs, entity.missing, scores, versions)
         decisions = decide(
             scores, self.settings.serving_review_threshold, self.settings.serving_decline_threshold
         )
-        versions = np.where(canary, challenger.version if challenger else "", champion.version)
         # Built without re-validation: every field comes typed from the lines above.
         results = [
             ScoreResult.model_construct(

@@ -182,3 +182,18 @@ def test_broken_upstream_field(variant):
         assert 0.1 < broken["tx_amount"].isna().mean() < 0.3
     else:
         assert np.allclose(broken["tx_amount"], (clean["tx_amount"] * 100).round(0))
+
+
+def test_drifts_from_the_environment_reach_the_simulator(monkeypatch):
+    monkeypatch.setenv(
+        "FRAUDOPS_SIM_DRIFTS",
+        '[{"kind": "spending_shift", "start": "2018-04-10", "intensity": 0.5}]',
+    )
+    config = SimulatorConfig.from_settings(get_settings())
+    assert config.drifts == (DriftScenario("spending_shift", dt.date(2018, 4, 10), intensity=0.5),)
+    # The round trip through a subprocess's environment keeps them.
+    from fraudops.environ import settings_env
+
+    env = settings_env(get_settings())
+    monkeypatch.setenv("FRAUDOPS_SIM_DRIFTS", env["FRAUDOPS_SIM_DRIFTS"])
+    assert SimulatorConfig.from_settings(get_settings()).drifts == config.drifts

@@ -9,6 +9,7 @@ from lakehouse import delta
 from lakehouse.source import extract_path
 from orchestration.definitions import build_definitions, defs
 from orchestration.defs.lakehouse.assets import INGESTION_LOG, RAW_TRANSACTIONS
+from orchestration.defs.monitoring.assets import PREDICTION_LOG
 from orchestration.defs.serving.assets import BATCH_SCORES
 from orchestration.partitions import partition_range_tags
 
@@ -31,10 +32,10 @@ def test_every_dependency_is_an_asset_of_the_code_location(tiny_home):
     graph = build_definitions().resolve_asset_graph()
     parents = {key for node in graph.asset_nodes for key in node.parent_keys}
     # The ingestion log is the one declared table the feed assets write on the side.
-    assert parents - graph.materializable_asset_keys == {INGESTION_LOG}
+    assert parents - graph.materializable_asset_keys == {INGESTION_LOG, PREDICTION_LOG}
     scores = graph.get(BATCH_SCORES)
     assert RAW_TRANSACTIONS in scores.parent_keys
-    assert {p.path[0] for p in scores.parent_keys} == {"lakehouse", "marts"}
+    assert {p.path[0] for p in scores.parent_keys} == {"lakehouse", "marts", "ml"}
 
 
 def test_lazy_definitions_entry_point_loads(tiny_home):

@@ -16,6 +16,7 @@ from deltalake import DeltaTable
 from fraudops.environ import exported, settings_env
 from fraudops.settings import Settings
 from orchestration.defs.lakehouse.assets import raw_key
+from orchestration.defs.lakehouse.metadata import delta_column_schema
 from orchestration.resources import SettingsResource
 
 LAYERS = ("staging", "intermediate", "marts")
@@ -137,7 +138,15 @@ def _mart_version(settings: Settings, name: str) -> int | None:
     return DeltaTable(uri, storage_options=options).version()
 
 
-def _mart_metadata(settings: Settings, name: str) -> dict[str, Any]:
+def _column_descriptions(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, str]:
+    """The column descriptions of the model's YAML (dagster-dbt's definition-time schema)."""
+    spec = next(s for s in context.assets_def.specs if s.key == key)
+    schema = spec.metadata.get("dagster/column_schema")
+    columns = schema.columns if isinstance(schema, dg.TableSchema) else []
+    return {c.name: c.description for c in columns if c.description}
+
+
+def _mart_metadata(settings: Settings, name: str, descriptions: dict[str, str]) -> dict[str, Any]:
     uri = settings.table_uri("marts", name)
     table = DeltaTable(uri, storage_options=settings.storage_options or None)
     # Row counts from the Delta log's file statistics: no data file is read.
@@ -145,6 +154,8 @@ def _mart_metadata(settings: Settings, name: str) -> dict[str, Any]:
     return {
         "delta_version": table.version(),
         "dagster/row_count": sum(int(n) for n in records),
+        # The types Delta stores, with the descriptions the model's YAML gives.
+        "dagster/column_schema": delta_column_schema(uri, settings.storage_options, descriptions),
         "table_uri": dg.MetadataValue.path(uri),
     }
 
@@ -172,11 +183,13 @@ def _mart_events(
     """
     outputs = [e for e in held if isinstance(e, dg.Output)]
     for event in outputs:
-        name = context.asset_key_for_output(event.output_name).path[-1]
+        key = context.asset_key_for_output(event.output_name)
+        name = key.path[-1]
         if _mart_version(settings, name) == before.get(name):
             context.log.warning(f"dbt did not commit marts/{name}: its Delta table is unchanged")
             continue
-        yield event.with_metadata({**event.metadata, **_mart_metadata(settings, name)})
+        metadata = _mart_metadata(settings, name, _column_descriptions(context, key))
+        yield event.with_metadata({**event.metadata, **metadata})
     # After the Outputs, so each check evaluates the materialization of this run.
     yield from (e for e in held if not isinstance(e, dg.Output))
 

@@ -52,9 +52,19 @@ def _venv_dbt_on_path() -> Iterator[None]:
         yield
 
 
+# dbt colours its messages with ANSI escapes even in the JSON logs dagster-dbt reads; the
+# Dagster UI shows them as raw "\x1b[31m" text, so a failed run's error would be unreadable.
+GLOBAL_FLAGS = ["--no-use-colors"]
+
+
 def dbt_resource(project: DbtProject) -> DbtCliResource:
-    """The dbt CLI resource of the project (the dbt executable of this virtualenv)."""
-    return DbtCliResource(project_dir=project, target="local", dbt_executable=dbt_executable())
+    """The dbt CLI resource of the project (the dbt executable of this virtualenv, no colours)."""
+    return DbtCliResource(
+        project_dir=project,
+        target="local",
+        dbt_executable=dbt_executable(),
+        global_config_flags=GLOBAL_FLAGS,
+    )
 
 
 def dbt_executable() -> str:

@@ -1,15 +1,25 @@
 """Feature store assets: apply the Feast definitions, fill the online store, build training sets."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from features import store as feature_store
+from features.store.training import training_schema
 from fraudops import catalog
 from fraudops.contracts import MISSING_FLAG
+from ml.cost import CostMeter
+from ml.dataset import class_balance
 from orchestration.defs.dbt.assets import (
     CUSTOMER_FEATURES_MART,
     LABELLED_TRANSACTIONS_MART,
     TERMINAL_FEATURES_MART,
 )
+from orchestration.defs.features.checks import (
+    training_set_check_results,
+    training_set_check_specs,
+)
+from orchestration.defs.lakehouse.metadata import code_version, column_schema, markdown_table
 from orchestration.resources import SettingsResource
 
 GROUP = "features"
@@ -86,26 +96,51 @@ def build_assets() -> list[dg.AssetsDefinition]:
             CUSTOMER_FEATURES_MART,
             TERMINAL_FEATURES_MART,
         ],
+        code_version=code_version("features.store", "features.repo"),
+        metadata={"dagster/column_schema": column_schema(training_schema())},
+        check_specs=training_set_check_specs(TRAINING_SET),
         description=(
             "Point-in-time training set from Feast's offline store (fraud_model_v1) for every "
             "transaction whose label is known; missing entity features are filled with 0 and "
-            "flagged in features_missing. Delta table features/training_set."
+            "flagged in features_missing. Delta table features/training_set. Its checks are "
+            "blocking: no candidate trains on a set that fails one."
         ),
     )
-    def training_set(settings: SettingsResource) -> dg.MaterializeResult:
+    def training_set(
+        context: dg.AssetExecutionContext, settings: SettingsResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         config = settings.get()
-        frame = feature_store.build_training_set(feature_store.open_store(config), config)
-        version = feature_store.write_training_set(config, frame)
-        return dg.MaterializeResult(
+        meter = CostMeter()
+        with meter:
+            context.log.info(
+                "training set: point-in-time join of the labelled transactions in Feast's "
+                "offline store"
+            )
+            frame = feature_store.build_training_set(feature_store.open_store(config), config)
+            meter.rows = len(frame)
+            context.log.info(f"training set: {len(frame):,} rows built; writing the Delta table")
+            version = feature_store.write_training_set(config, frame)
+        context.log.info(f"training set: Delta version {version}, {meter.cost.summary()}")
+        balance = class_balance(frame)
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": len(frame),
                 "delta_version": version,
                 "frauds": int(frame["is_fraud"].sum()),
+                "fraud_share": round(float(frame["is_fraud"].mean()), 6),
+                "class_balance": dg.MetadataValue.md(
+                    markdown_table(
+                        ["class", "rows", "share"],
+                        [(c, n, f"{share:.2%}") for c, n, share in balance.itertuples(index=False)],
+                    )
+                ),
                 "rows_with_filled_features": int(frame[MISSING_FLAG].sum()),
                 "first_tx": str(frame["tx_datetime"].min()),
                 "last_tx": str(frame["tx_datetime"].max()),
                 "table_uri": dg.MetadataValue.path(catalog.TRAINING_SET.uri(config)),
+                **meter.cost.as_metrics(),
             }
         )
+        yield from training_set_check_results(frame, config)
 
     return [feast_registry, online_features, training_set]
