@@ -203,7 +203,6 @@ class Settings(BaseSettings):
     promotion_backtest_max_ap_drop: float = Field(default=0.05, ge=0.0, le=1.0)
     # ---- end Retraining checks and the backtest ----
 
-
     @cached_property
     def lakehouse_root(self) -> str:
         """Root URI of the Delta lakehouse."""
