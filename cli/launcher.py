@@ -13,9 +13,22 @@ from pathlib import Path
 
 import httpx
 
-from fraudops.settings import REPO_ROOT
+from fraudops.environ import exported
+from fraudops.settings import REPO_ROOT, Settings, get_settings
 
 SERVICE = "serving.service:FraudScoring"
+
+
+def bentoml_home(settings: Settings, port: int) -> Path:
+    """The BentoML home of the service instance on ``port``: under the runtime folder.
+
+    BentoML keeps its Prometheus multiprocess folder there and empties it when a server
+    starts; a home shared with other BentoML processes (``~/bentoml`` by default) lets any of
+    them wipe this service's counters, which then stop moving in ``/metrics``.
+    """
+    from serving.runtime import state_dir
+
+    return (settings.serving_bentoml_dir or state_dir(settings) / "bentoml") / f"port-{port}"
 
 
 def free_port() -> int:
@@ -30,7 +43,9 @@ class ServiceProcess:
     """A real BentoML server on loopback; ``env`` is added to this process's environment.
 
     The caller's ``env`` carries the settings and the telemetry opt-outs
-    (``fraudops.environ.settings_env``); nothing is added here.
+    (``fraudops.environ.settings_env``). ``BENTOML_HOME`` is the instance's own
+    (:func:`bentoml_home` of those settings) unless ``env`` names one (a bento store to serve
+    from, for example); one inherited from this process's environment is not used.
     """
 
     env: dict[str, str]
@@ -57,7 +72,7 @@ class ServiceProcess:
             "--port",
             str(self.port),
         ]
-        env = {**os.environ, **self.env}
+        env = {**os.environ, "BENTOML_HOME": str(self._bentoml_home()), **self.env}
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -73,6 +88,13 @@ class ServiceProcess:
         raise TimeoutError(
             f"the service did not answer within {timeout:.0f} s; see {self.log_path}"
         )
+
+    def _bentoml_home(self) -> Path:
+        """The instance's BentoML home, from the settings ``env`` describes."""
+        if "BENTOML_HOME" in self.env:
+            return Path(self.env["BENTOML_HOME"])
+        with exported(self.env):
+            return bentoml_home(get_settings(), self.port)
 
     def _log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's log (why it did not start)."""

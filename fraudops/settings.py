@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,54 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+# ---- Production profile helpers ----
+DEV_API_KEY = "fraudops-dev-key"
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` (a PostgreSQL URL) naming ``database`` instead of its own."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def production_defaults(settings: Settings) -> dict[str, object]:
+    """The defaults ``FRAUDOPS_PROFILE=production`` gives the settings nobody set.
+
+    The object store, MLflow server and ports are the local stack's (``fraudops stack up``);
+    its S3 stand-in checks no credentials, so the keys here are placeholders: a real store
+    takes FRAUDOPS_STORAGE_OPTIONS from the environment.
+    """
+    return {
+        # A runtime folder of its own: the embedded profile's Dagster instance config, journal
+        # and last good model stay the embedded profile's.
+        "home": REPO_ROOT / "var" / "production",
+        "lakehouse_uri": f"s3://{settings.s3_bucket}/lakehouse",
+        "storage_options": {
+            "AWS_ENDPOINT_URL": settings.stack_s3_endpoint,
+            "AWS_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+            # Safe concurrent Delta commits without a lock service (put-if-absent).
+            "aws_conditional_put": "etag",
+            "AWS_ACCESS_KEY_ID": "stand-in",
+            "AWS_SECRET_ACCESS_KEY": "stand-in",
+        },
+        "mlflow_tracking_uri": settings.stack_mlflow_url,
+        # Artifacts go through the server (--serve-artifacts): clients hold no store keys.
+        "mlflow_artifact_root": f"mlflow-artifacts:///{settings.s3_bucket}",
+        "mlflow_ui_url": settings.stack_mlflow_url,
+        "feast_registry": "postgres",
+        "feast_online_store": "redis",
+        "postgres_url": with_database(settings.postgres_url, "fraudops_feast"),
+        "serving_api_keys": [],
+        "serving_workers": 2,
+    }
+
+
+# ---- end Production profile helpers ----
 
 
 class SimDrift(BaseModel):
@@ -104,12 +152,20 @@ class Settings(BaseSettings):
     promotion_max_p99_ms: float = 25.0
     promotion_manual: bool = False
     mlflow_ui_url: str = "http://127.0.0.1:5000"
+    # Where the XGBoost candidate's final fit runs: in-process, or on a dask.distributed
+    # cluster through xgboost.dask (docs/scale-out.md, step 6). Without a scheduler address the
+    # cluster is a LocalCluster of training_dask_workers processes on this machine.
+    training_engine: Literal["local", "dask"] = "local"
+    training_dask_scheduler: str | None = None
+    training_dask_workers: int = Field(default=2, ge=1)
+    training_dask_worker_memory: str = "4GiB"
 
     # Online scoring service (docs/serving.md). The default key is for local use only: set
     # FRAUDOPS_SERVING_API_KEYS='["..."]' everywhere else.
     serving_api_keys: list[str] = ["fraudops-dev-key"]
-    serving_rate_limit_per_s: float = 2_000.0
-    serving_rate_limit_burst: int = 4_000
+    # Sized from one worker's measured capacity (docs/serving.md#sizing-the-rate-limit).
+    serving_rate_limit_per_s: float = 400.0
+    serving_rate_limit_burst: int = 100
     serving_max_body_bytes: int = 1_048_576
     serving_max_batch: int = 1_000
     serving_max_amount: float = 1_000_000.0
@@ -139,6 +195,27 @@ class Settings(BaseSettings):
     serving_journal: bool = True
     serving_journal_fsync: bool = True
     serving_log_dedup_rows: int = 200_000
+    # --- HTTP edge (docs/serving.md#limits-of-the-http-edge) ---
+    # Deadlines of a connection: the headers within header_timeout of a request's first byte,
+    # the body within body_timeout of the headers; an idle keep-alive connection is closed
+    # after keepalive_timeout (a fixed deadline each: trickled bytes do not extend it).
+    serving_header_timeout_s: float = Field(default=5.0, gt=0)
+    serving_body_timeout_s: float = Field(default=10.0, gt=0)
+    serving_keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    # Request line + headers: larger or more fields get 431.
+    serving_max_header_bytes: int = Field(default=16_384, ge=1_024)
+    serving_max_headers: int = Field(default=100, ge=10)
+    # Requests in flight (past their headers, probes aside) in one worker, and per API key.
+    serving_max_concurrency: int = Field(default=512, ge=1)
+    serving_max_in_flight_per_key: int = Field(default=64, ge=1)
+    # The per-key rate limit counts tokens: one per started this-many bytes of a request's body
+    # (a single transaction costs 1, a batch of 1,000 about 30).
+    serving_rate_limit_bytes_per_token: int = Field(default=4_096, ge=256)
+    serving_bentoml_dir: Path | None = Field(
+        default=None,
+        description="Parent of the per-instance BentoML homes (<serving_state_dir>/bentoml).",
+    )
+    # --- end HTTP edge ---
     # ---- Fallback model (docs/serving.md, "Degraded mode") ----
     # Degraded rows (online store down, or no row for an entity) are scored by the champion's
     # request-time fallback model (<model_name>_fallback, the version named by the champion's
@@ -188,7 +265,30 @@ class Settings(BaseSettings):
     # How often the retraining and monitoring-automation sensors tick (the code location reads
     # it when it loads; a closed loop whose days pass in seconds ticks every few seconds).
     monitoring_sensor_interval_s: int = Field(default=30, ge=1)
+    # How the runs the retraining sensors request execute their steps: one process per step
+    # (isolation, the two candidates in parallel) or all in the run's own process (no start-up
+    # of a process per step: the closed loop of the demo and the tests, whose data are small).
+    retrain_executor: Literal["multiprocess", "in_process"] = "multiprocess"
     # ---- end Monitoring ----
+
+    # ---- Demo loop (docs/monitoring.md#the-demo-loop): the days `make demo` runs after the
+    # live day, through the service, the daily job and the daemon's sensors ----
+    # Further simulated days (0: no loop), the loop day the drift starts on (1: the first),
+    # which drift of the source system and how strong. A spending shift moves tx_amount, which
+    # the drift sensor sees the same day; a new fraud pattern (card testing) moves no key
+    # feature and is caught by the performance sensor once its labels arrive, label_delay_days
+    # later, after the loop's last day with the defaults.
+    demo_loop_days: int = Field(default=3, ge=0)
+    demo_loop_drift_from: int = Field(default=2, ge=2)
+    demo_loop_drift: Literal["new_fraud_pattern", "spending_shift"] = "spending_shift"
+    demo_loop_intensity: float = Field(default=1.0, gt=0.0)
+    # The training window of the retrains the loop's sensors request (the demo's first champion
+    # trains on train_days): a quarter of the default window, a quarter of the rows to fit,
+    # so that a retrain can finish within the demo's minutes on two cores. The
+    # loop's day 1 is the demo's live day, served already: the drift starts on day 2 at the
+    # earliest, so the log of day 1 holds one version of each transaction.
+    demo_loop_train_days: int = Field(default=7, ge=1)
+    # ---- end Demo loop ----
 
     # ---- Retraining checks and the backtest (docs/training.md) ----
     # Asset checks of features/training_set (blocking: no candidate trains on a set failing
@@ -202,6 +302,70 @@ class Settings(BaseSettings):
     backtest_days: int = Field(default=7, ge=1)
     promotion_backtest_max_ap_drop: float = Field(default=0.05, ge=0.0, le=1.0)
     # ---- end Retraining checks and the backtest ----
+
+    # ---- Production profile (docs/operations.md, "Production profile") ----
+    # production: the same code on services (PostgreSQL, Redis, an S3-compatible object store,
+    # the MLflow server, Dagster's daemon). It changes defaults only (PRODUCTION_DEFAULTS):
+    # every FRAUDOPS_* value that is set explicitly wins.
+    profile: Literal["embedded", "production"] = "embedded"
+    # Databases of the Dagster instance and of the MLflow server, on the server of postgres_url
+    # (which names the Feast registry's database).
+    dagster_postgres_db: str = "fraudops_dagster"
+    mlflow_postgres_db: str = "fraudops_mlflow"
+    # Bucket of the Delta tables and the MLflow artifacts on the object store.
+    s3_bucket: str = "fraudops"
+    # Worker processes of the scoring service (None: the decorator's, one).
+    serving_workers: int | None = Field(default=None, ge=1)
+    # The local stack (`fraudops stack up`): its processes listen on this host and these ports.
+    stack_host: str = "127.0.0.1"
+    stack_s3_port: int = Field(default=9000, ge=1, le=65535)
+    stack_mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    stack_dagster_port: int = Field(default=3000, ge=1, le=65535)
+    stack_code_server_port: int = Field(default=4000, ge=1, le=65535)
+    stack_service_port: int = Field(default=3001, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _apply_profile(self) -> Settings:
+        """Fill the production defaults of the fields nobody set; refuse the development key."""
+        if self.profile != "production":
+            return self
+        for name, value in production_defaults(self).items():
+            if name not in self.model_fields_set:
+                # Not marked as set: the value stays a default of the profile.
+                self.__dict__[name] = value
+        if DEV_API_KEY in self.serving_api_keys:
+            raise ValueError(
+                f"FRAUDOPS_SERVING_API_KEYS holds the development key {DEV_API_KEY!r}, which the "
+                "production profile refuses: set FRAUDOPS_SERVING_API_KEYS to your own keys"
+            )
+        return self
+
+    @property
+    def dagster_postgres_url(self) -> str:
+        """PostgreSQL URL of the Dagster instance's storage (production profile)."""
+        return with_database(self.postgres_url, self.dagster_postgres_db)
+
+    @property
+    def mlflow_backend_store_uri(self) -> str:
+        """Backend store of the MLflow server (production profile), with an explicit driver."""
+        return sqlalchemy_url(with_database(self.postgres_url, self.mlflow_postgres_db))
+
+    @property
+    def stack_s3_endpoint(self) -> str:
+        """HTTP endpoint of the local stack's S3 stand-in."""
+        return f"http://{self.stack_host}:{self.stack_s3_port}"
+
+    @property
+    def stack_mlflow_url(self) -> str:
+        """HTTP URI of the local stack's MLflow server."""
+        return f"http://{self.stack_host}:{self.stack_mlflow_port}"
+
+    @property
+    def stack_service_url(self) -> str:
+        """Base URL of the local stack's scoring service."""
+        return f"http://{self.stack_host}:{self.stack_service_port}"
+
+    # ---- end Production profile ----
 
     @cached_property
     def lakehouse_root(self) -> str:

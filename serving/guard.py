@@ -1,23 +1,23 @@
-"""ASGI middleware in front of the API routes: API keys, per-key rate limit, body size, type,
-and the request timeout.
+"""ASGI middleware in front of the API routes: API keys, body size and type, and the request
+timeout.
 
-It answers 401, 429, 413 and 415 with a JSON error before any parsing, so bad or abusive
-requests cost little and never reach the model. Probes and /metrics stay open. A request that
-has not started its answer within the timeout gets a 504.
+It answers 401, 413 and 415 with a JSON error before any parsing, so bad requests cost little
+and never reach the model. Probes and /metrics stay open. A request that has not started its
+answer within the timeout gets a 504. The in-flight caps and the per-key rate limit (429) are
+decided earlier, by the HTTP protocol (serving/http_protocol.py, serving/edge_admission.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
-import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fraudops.settings import get_settings
+from serving.edge_errors import reply
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -26,10 +26,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROTECTED_PREFIX = "/v1/"
+JSON_MEDIA = b"application/json"
+UTF8 = frozenset({b"utf-8", b"utf8"})
 
 
 class TokenBuckets:
-    """One token bucket per API key: ``rate`` requests per second, bursts up to ``burst``."""
+    """One token bucket per API key: ``rate`` tokens per second, bursts up to ``burst``."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
@@ -37,38 +39,45 @@ class TokenBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, key: str, now: float | None = None) -> float:
-        """Take a token: 0.0 when allowed, else the seconds until one is available."""
+    def take(self, key: str, now: float | None = None, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens (at most a full bucket): 0.0 when allowed, else the seconds
+        until they are available."""
         now = time.monotonic() if now is None else now
+        cost = min(cost, self.burst)
         with self._lock:
             tokens, last = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
+            if tokens >= cost:
+                self._buckets[key] = (tokens - cost, now)
                 return 0.0
             self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            return (cost - tokens) / self.rate
 
 
-async def _reply(send: Send, status: int, error: str, headers: Iterable[tuple[str, str]] = ()):
-    body = json.dumps({"error": error}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in headers]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+def media_type_problem(content_type: bytes) -> str | None:
+    """Why a Content-Type is refused (415), or None for JSON in UTF-8.
+
+    Media types and parameter names are case-insensitive (RFC 9110); JSON is UTF-8 (RFC 8259),
+    so any other declared charset is refused rather than silently read as UTF-8.
+    """
+    media, _, parameters = content_type.partition(b";")
+    if media.strip().lower() != JSON_MEDIA:
+        return "send the body as Content-Type: application/json"
+    for parameter in parameters.split(b";"):
+        name, _, value = parameter.partition(b"=")
+        if name.strip().lower() == b"charset" and value.strip().strip(b'"').lower() not in UTF8:
+            return "the body must be UTF-8 JSON: send charset=utf-8 or no charset"
+    return None
 
 
 class GuardMiddleware:
-    """Authenticate, rate-limit and size-check every ``/v1/`` request."""
+    """Authenticate, type-check and size-check every ``/v1/`` request."""
 
     def __init__(self, app: ASGIApp) -> None:
         settings = get_settings()
         self.app = app
         self.keys = [k.encode() for k in settings.serving_api_keys]
         self.max_body = settings.serving_max_body_bytes
-        self.buckets = TokenBuckets(
-            settings.serving_rate_limit_per_s, settings.serving_rate_limit_burst
-        )
 
     def _key(self, scope: Scope) -> bytes | None:
         for name, value in scope.get("headers", []):
@@ -81,48 +90,39 @@ class GuardMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
-        key = self._key(scope)
-        if key is None:
-            await _reply(send, 401, "missing or invalid API key: send a valid X-API-Key header")
-            return
-        wait = self.buckets.take(key.decode())
-        if wait > 0:
-            await _reply(
-                send,
-                429,
-                "rate limit exceeded for this API key; retry after the Retry-After seconds",
-                [("retry-after", str(max(1, math.ceil(wait))))],
-            )
+        if self._key(scope) is None:
+            await reply(send, 401, "missing or invalid API key: send a valid X-API-Key header")
             return
         headers = dict(scope.get("headers", []))
         if scope["method"] == "POST":
-            media = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
-            if media != b"application/json":
-                await _reply(send, 415, "send the body as Content-Type: application/json")
+            problem = media_type_problem(headers.get(b"content-type", JSON_MEDIA))
+            if problem is not None:
+                await reply(send, 415, problem)
                 return
             declared = headers.get(b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-                await _reply(send, 413, f"request body larger than {self.max_body} bytes")
+                await reply(send, 413, f"request body larger than {self.max_body} bytes")
                 return
             body = await self._read_body(receive)
             if body is None:
-                await _reply(send, 413, f"request body larger than {self.max_body} bytes")
+                return  # the client went away (or the protocol cut a late body): nobody to answer
+            if len(body) > self.max_body:
+                await reply(send, 413, f"request body larger than {self.max_body} bytes")
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body (reading stops one chunk past the limit), or None on a disconnect."""
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return b"".join(chunks)
+                return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
-                return None
             chunks.append(chunk)
-            if not message.get("more_body", False):
+            if size > self.max_body or not message.get("more_body", False):
                 return b"".join(chunks)
 
 
@@ -179,7 +179,7 @@ class RequestTimeoutMiddleware:
         except asyncio.CancelledError:
             if not expired:
                 raise
-            await _reply(send, 504, f"not able to answer within {self.timeout:g} seconds")
+            await reply(send, 504, f"not able to answer within {self.timeout:g} seconds")
         finally:
             timer.cancel()
 

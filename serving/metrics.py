@@ -41,3 +41,24 @@ class ScoringMetrics:
             tally[key] = tally.get(key, 0) + 1
         for (decision, alias, flag), n in tally.items():
             self.scored.labels(decision=decision, served_by=alias, degraded=flag).inc(n)
+
+
+class EdgeMetrics:
+    """Requests the HTTP protocol refused before any ASGI app (BentoML never counts them)."""
+
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self._counter = prom.Counter(
+            "fraudops_http_refused_requests",
+            "Requests refused by the HTTP edge before reaching the app, by status and reason.",
+            ["status", "reason"],
+        )
+        self._children: dict[tuple[int, str], object] = {}
+
+    def refused(self, status: int, reason: str) -> None:
+        """Count one refused request."""
+        child = self._children.get((status, reason))
+        if child is None:
+            child = self._children[(status, reason)] = self._counter.labels(str(status), reason)
+        child.inc()

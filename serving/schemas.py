@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 # Ids are int64 end to end (lakehouse, API, prediction log); anything larger names nothing.
 MAX_ID = 2**63 - 1
@@ -15,9 +17,29 @@ MAX_AMOUNT = 1e9
 Decision = Literal["approve", "review", "decline"]
 
 
+# ISO-8601 extended format with a timezone (Z or an offset); pydantic checks the ranges after.
+# Checked on the raw value: pydantic alone also reads a numeric string as epoch seconds.
+ISO_8601_WITH_ZONE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})"
+)
+TIMESTAMP_EXAMPLE = "2018-05-01T12:00:00Z"
+
+
+def _iso_string(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value  # built in Python (JSON has no datetime type): only the timezone is checked
+    if not isinstance(value, str) or ISO_8601_WITH_ZONE.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "timestamp_format",
+            "timestamp must be an ISO-8601 string with a timezone, e.g. {example}",
+            {"example": TIMESTAMP_EXAMPLE},
+        )
+    return value
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp must carry a timezone, e.g. 2018-05-01T12:00:00Z")
+        raise ValueError(f"timestamp must carry a timezone, e.g. {TIMESTAMP_EXAMPLE}")
     return value.astimezone(dt.UTC)
 
 
@@ -33,7 +55,17 @@ class Transaction(_Strict):
     customer_id: Annotated[int, Field(gt=0, le=MAX_ID)]
     terminal_id: Annotated[int, Field(gt=0, le=MAX_ID)]
     amount: Annotated[float, Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False)]
-    timestamp: Annotated[dt.datetime, AfterValidator(_aware)]
+    timestamp: Annotated[
+        dt.datetime,
+        BeforeValidator(_iso_string),
+        AfterValidator(_aware),
+        # Not strict here: the string, checked above, is parsed by pydantic (strict refuses it).
+        Field(
+            strict=False,
+            description="ISO-8601 date and time with a timezone (Z or an offset such as +02:00)",
+            examples=[TIMESTAMP_EXAMPLE],
+        ),
+    ]
 
 
 class ScoreRequest(_Strict):

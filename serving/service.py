@@ -2,7 +2,10 @@
 
 Routes: ``POST /v1/score``, ``POST /v1/score/batch``, ``POST /v1/admin/reload``; BentoML adds
 ``GET /healthz`` and ``/metrics``; ``GET /readyz`` answers :meth:`FraudScoring.readiness` as
-JSON (serving/readiness.py).
+JSON (serving/readiness.py); ``GET /docs.json`` is the OpenAPI document (serving/openapi.py).
+The HTTP edge (deadlines, header limits, in-flight caps, rate limit) is the worker's HTTP
+protocol (serving/http_protocol.py); API keys, body type and size are checked by
+serving/guard.py.
 
 An answer goes out only once its prediction-log rows are in the journal (serving/journal.py,
 written and fsynced once per micro-batch on the event loop).
@@ -23,10 +26,13 @@ from starlette.responses import JSONResponse
 from fraudops.contracts import CHAMPION
 from fraudops.settings import get_settings
 from serving.batcher import MicroBatcher
+from serving.edge_logging import install_log_hygiene
 from serving.guard import GuardMiddleware, install_request_timeout
+from serving.http_protocol import install_http_protocol
 from serving.journal import JournalError
 from serving.metrics import ScoringMetrics
 from serving.models import ModelUnavailableError
+from serving.openapi import OpenAPIMiddleware
 from serving.readiness import ReadinessMiddleware
 from serving.runtime import ScoringRuntime
 from serving.schemas import (
@@ -76,12 +82,16 @@ def _freeze_heap() -> None:
     name="fraud_scoring",
     workers=1,
     resources={"cpu": "1"},
-    traffic={"timeout": 30, "max_concurrency": 512},
+    # No max_concurrency: the in-flight caps are the edge's (serving_max_concurrency and
+    # serving_max_in_flight_per_key), which answer 429 with Retry-After before any middleware.
+    traffic={"timeout": 30},
 )
 class FraudScoring:
     """Online fraud scoring with feature lookup, canary/shadow routing and a prediction log."""
 
     def __init__(self) -> None:
+        # Runs in the worker, once BentoML has configured its logging.
+        install_log_hygiene()
         self.settings = get_settings()
         self.metrics = ScoringMetrics()
         self.runtime = ScoringRuntime(self.settings, on_reload=self.metrics.set_versions)
@@ -175,5 +185,8 @@ class FraudScoring:
 
 FraudScoring.add_asgi_middleware(GuardMiddleware)
 FraudScoring.add_asgi_middleware(ReadinessMiddleware)
+FraudScoring.add_asgi_middleware(OpenAPIMiddleware, service=FraudScoring)
 # The traffic timeout above, enforced without keeping each request alive for 30 s.
 install_request_timeout()
+# Deadlines, header limits and admission, in the HTTP protocol the worker's uvicorn builds.
+install_http_protocol()

@@ -30,6 +30,8 @@ def server(tmp_path_factory, registry, feast_repo):
         # Low refill, large burst: the flood test must exceed it whatever the machine's speed.
         serving_rate_limit_per_s=1,
         serving_rate_limit_burst=60,
+        # Every request costs one token here, batches included: the budget counts requests.
+        serving_rate_limit_bytes_per_token=1_048_576,
         serving_mode="canary",
         serving_canary_share=0.3,
         serving_log_flush_s=0.3,
