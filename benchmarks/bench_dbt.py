@@ -3,7 +3,9 @@
 Targets: at the reference scale (~1.75 M transactions) the feature build takes <= 30 s wall on
 2 cores and is >= 10x faster than the pandas reference (features/definitions.py) on the same
 data, measured in the same run; at 10x customers and terminals (~17.5 M transactions) it
-completes with a peak memory <= 6 GiB.
+completes with a peak memory <= 6 GiB. A one-day incremental ``dbt build`` (the daily run:
+``FRAUDOPS_DBT_FROM_DATE`` = the newest day) costs at most 1/3 of a full ``dbt build`` at the
+reference scale and 1/5 at 10x, both timed with the CLI, alternated, in the same run.
 
 The feature build is timed two ways, each run a complete fresh build (parse, compile, run,
 Delta commits): the ``dbt`` CLI as a subprocess, as Dagster and analysts run it (wall time
@@ -14,10 +16,20 @@ first). To show where the time goes, it also replays the build's SQL on DuckDB a
 (``benchmarks/duckdb_floor.py``) and times dbt's fixed cost: an in-process run of its smallest
 model.
 
+The incremental runs each follow a full build, so each is the first daily run after it: its
+marts replace the newest as-of day and relabel the days whose reports arrived that day (the
+month file holding them is rewritten). It is timed as is and as production runs it, without
+the unit tests (``--exclude-resource-type unit_test``: fixed inputs, run by full builds and
+CI). The figures also give the rows each run wrote to the marts (Delta commit metrics),
+whether dbt had to parse the whole project again, and one run of the same incremental build
+through ``--vars '{from_date: ...}'`` with a new value (what the project did before: dbt then
+re-parses everything).
+
 ``python -m benchmarks.bench_dbt`` simulates and ingests the data into a temporary folder
 first; ``--home PATH`` reuses a folder where ``fraudops demo`` already ingested it;
 ``--scale 10`` multiplies customers and terminals (the pandas reference is then skipped: it
-would run for many minutes).
+would run for many minutes); ``--incremental-only`` times only the full and incremental
+builds.
 """
 
 from __future__ import annotations
@@ -44,11 +56,15 @@ from fraudops.environ import exported, settings_env
 from fraudops.settings import REPO_ROOT, Settings, get_settings
 
 DBT_PROJECT = REPO_ROOT / "dbt_project"
+MARTS = ("customer_features", "terminal_features", "labelled_transactions")
+FULL_PARSE = "Unable to do partial parsing"
 FEATURE_MARTS = "+customer_features +terminal_features"
 # The smallest model: a run of it alone is dbt's fixed cost per invocation (manifest and
 # partial-parse state, adapter and connection, artifacts), with one model's DDL on top.
 SMALLEST_MODEL = "stg_lakehouse__customers"
 TARGET_RATIO = 10
+# The most an incremental one-day build may cost, as a share of a full build, per scale.
+INCREMENTAL_TARGETS = {1: 1 / 3, 10: 1 / 5}
 
 
 class _ProcessTreePeak:
@@ -98,14 +114,14 @@ def _model_seconds(env: dict[str, str]) -> dict[str, float]:
     }
 
 
-def _dbt(settings: Settings, *args: str) -> dict[str, Any]:
+def _dbt(settings: Settings, *args: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the dbt CLI once; wall seconds, peak RSS of the dbt process, per-model timings."""
     env = _dbt_paths(settings)
     started = time.perf_counter()
     process = psutil.Popen(
         [str(Path(sys.executable).parent / "dbt"), *args],
         cwd=DBT_PROJECT,
-        env={**os.environ, **env},
+        env={**os.environ, **env, **(extra_env or {})},
         stdout=psutil.subprocess.PIPE,
         stderr=psutil.subprocess.STDOUT,
         text=True,
@@ -116,7 +132,39 @@ def _dbt(settings: Settings, *args: str) -> dict[str, Any]:
     peak_mib = peak.stop()
     if process.returncode != 0:
         raise RuntimeError(f"dbt {' '.join(args)} failed:\n{output[-3000:]}")
-    return {"wall": wall, "peak_mib": peak_mib, "models": _model_seconds(env)}
+    return {
+        "wall": wall,
+        "peak_mib": peak_mib,
+        "models": _model_seconds(env),
+        "nodes": _node_count(env),
+        "full_parse": FULL_PARSE in output,
+        "rows_written": _rows_written(settings),
+    }
+
+
+def _node_count(env: dict[str, str]) -> int:
+    """Nodes (models, tests, unit tests, hooks) the last dbt run executed."""
+    results = json.loads((Path(env["DBT_TARGET_PATH"]) / "run_results.json").read_text())
+    return len(results["results"])
+
+
+def _rows_written(settings: Settings) -> dict[str, int]:
+    """Rows the newest commit of each mart added (Delta commit metrics)."""
+    from deltalake import DeltaTable
+
+    written = {}
+    for name in MARTS:
+        uri = settings.table_uri("marts", name)
+        if DeltaTable.is_deltatable(uri):
+            commit = DeltaTable(uri).history(1)[0]
+            metrics = commit.get("operationMetrics") or {}
+            added = metrics.get("num_added_rows")
+            if added is None:
+                # A full build's commit (files added as they are): their row statistics.
+                actions = DeltaTable(uri).get_add_actions(flatten=True)
+                added = sum(int(n) for n in actions.column("num_records").to_pylist())
+            written[name] = int(added)
+    return written
 
 
 @contextlib.contextmanager
@@ -273,11 +321,105 @@ def _report(figures: dict[str, Any]) -> None:
         )
 
 
+def _incremental_runs(settings: Settings, repeat: int, scale: int) -> dict[str, Any]:
+    """Full and one-day incremental builds, alternated; then the same through ``--vars``.
+
+    The incremental build is timed twice: as is, and as a production run does it, without the
+    unit tests (their inputs are fixed rows: dbt recommends running them in development and CI
+    only, and the full builds run them).
+    """
+    last = settings.sim_end_date.isoformat()
+    daily = {"FRAUDOPS_DBT_FROM_DATE": last}
+    runs: dict[str, list[dict]] = {"full": [], "incremental": [], "production": []}
+    for _ in range(repeat):
+        runs["full"].append(_dbt(settings, "build"))
+        runs["incremental"].append(_dbt(settings, "build", extra_env=daily))
+        runs["production"].append(
+            _dbt(settings, "build", "--exclude-resource-type", "unit_test", extra_env=daily)
+        )
+    # The same daily run given as a dbt var dbt has not parsed with: the project's old way.
+    vars_run = _dbt(settings, "build", "--vars", json.dumps({"from_date": last}))
+    target = INCREMENTAL_TARGETS.get(scale)
+    full = statistics.median(r["wall"] for r in runs["full"])
+    figures: dict[str, Any] = {
+        "incremental_from_date": last,
+        "incremental_target_ratio": round(target, 3) if target else None,
+    }
+    for kind, kind_runs in runs.items():
+        median = statistics.median(r["wall"] for r in kind_runs)
+        prefix = "full_build" if kind == "full" else f"{kind}_build"
+        figures.update(
+            {
+                f"{prefix}_wall_seconds": [round(r["wall"], 2) for r in kind_runs],
+                f"{prefix}_wall_seconds_median": round(median, 2),
+                f"{prefix}_nodes": kind_runs[-1]["nodes"],
+                f"{prefix}_rows_written": kind_runs[-1]["rows_written"],
+                f"{prefix}_model_seconds": {
+                    k: round(v, 2) for k, v in kind_runs[-1]["models"].items()
+                },
+                f"{prefix}_peak_rss_mib": round(max(r["peak_mib"] for r in kind_runs)),
+                f"{prefix}_full_parse": any(r["full_parse"] for r in kind_runs),
+            }
+        )
+        if kind != "full":
+            figures[f"{prefix}_to_full_ratio"] = round(median / full, 3)
+            figures[f"{prefix}_meets_target"] = (median / full <= target) if target else None
+    figures["vars_incremental_build_wall_seconds"] = round(vars_run["wall"], 2)
+    figures["vars_incremental_build_full_parse"] = vars_run["full_parse"]
+    return figures
+
+
+def _report_incremental(figures: dict[str, Any]) -> None:
+    """Print the incremental figures a reader compares with the target."""
+    target = figures["incremental_target_ratio"]
+    goal = f" (target <= {target:.2f})" if target else ""
+    print(
+        f"full dbt build: median {figures['full_build_wall_seconds_median']:.1f} s "
+        f"({figures['full_build_nodes']} nodes), rows written {figures['full_build_rows_written']}"
+    )
+    labels = {"incremental": "one-day incremental", "production": "the same without unit tests"}
+    for kind, label in labels.items():
+        print(
+            f"{label} build (from {figures['incremental_from_date']}): median "
+            f"{figures[f'{kind}_build_wall_seconds_median']:.1f} s "
+            f"({figures[f'{kind}_build_nodes']} nodes) = "
+            f"{figures[f'{kind}_build_to_full_ratio']:.2f} of the full build{goal}; rows written "
+            f"{figures[f'{kind}_build_rows_written']}; whole-project parse: "
+            f"{figures[f'{kind}_build_full_parse']}"
+        )
+    print(
+        f"the same incremental build through --vars: "
+        f"{figures['vars_incremental_build_wall_seconds']:.1f} s (whole-project parse: "
+        f"{figures['vars_incremental_build_full_parse']})"
+    )
+
+
+def _feature_builds(settings: Settings, repeat: int) -> dict[str, Any]:
+    """The feature build (CLI and in process, alternated), its DuckDB replay, dbt's fixed cost."""
+    # Loads dbt and the adapter in this process (the imports the pandas timing excludes).
+    _invoke_in_process(settings, "parse")
+    cli_runs, api_runs = [], []
+    for _ in range(repeat):
+        # Alternated, so both see the same background load.
+        cli_runs.append(_dbt(settings, "run", "--select", FEATURE_MARTS))
+        api_runs.append(_dbt_in_process(settings, "run", "--select", FEATURE_MARTS))
+    replay = replay_seconds(Path(_dbt_paths(settings)["DBT_TARGET_PATH"]), repeat)
+    # After the replay, which reads the feature build's run_results.json.
+    fixed_runs = [
+        _invoke_in_process(settings, "run", "--select", SMALLEST_MODEL)[0] for _ in range(repeat)
+    ]
+    return {"cli_runs": cli_runs, "api_runs": api_runs, "replay": replay, "fixed_runs": fixed_runs}
+
+
 def main(
-    scale: int = 1, home: Path | None = None, repeat: int = 3, reference: bool | None = None
+    scale: int = 1,
+    home: Path | None = None,
+    repeat: int = 3,
+    reference: bool | None = None,
+    incremental_only: bool = False,
 ) -> dict:
-    """Time the dbt feature build (CLI and in process, medians), a full build, and pandas."""
-    reference = scale == 1 if reference is None else reference
+    """Time the dbt feature build (CLI, in process), full and incremental builds, and pandas."""
+    reference = (scale == 1 and not incremental_only) if reference is None else reference
     base = get_settings()
     workdir = None if home else Path(tempfile.mkdtemp(prefix="fraudops-bench-dbt-"))
     settings = get_settings(
@@ -288,39 +430,48 @@ def main(
     try:
         prepare_seconds = _prepare(settings) if workdir else 0.0
         n_tx = _transactions(settings)
-        # Loads dbt and the adapter in this process (the imports the pandas timing excludes).
-        _invoke_in_process(settings, "parse")
-        cli_runs, api_runs = [], []
-        for _ in range(repeat):
-            # Alternated, so both see the same background load.
-            cli_runs.append(_dbt(settings, "run", "--select", FEATURE_MARTS))
-            api_runs.append(_dbt_in_process(settings, "run", "--select", FEATURE_MARTS))
-        replay = replay_seconds(Path(_dbt_paths(settings)["DBT_TARGET_PATH"]), repeat)
-        # After the replay, which reads the feature build's run_results.json.
-        fixed_runs = [
-            _invoke_in_process(settings, "run", "--select", SMALLEST_MODEL)[0]
-            for _ in range(repeat)
-        ]
-        build = _dbt(settings, "build")
+        feature = None if incremental_only else _feature_builds(settings, repeat)
+        incremental = _incremental_runs(settings, repeat, scale)
         pandas_seconds = _pandas_reference(settings) if reference else None
     finally:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    figures = _figures(
-        scale,
-        settings,
-        n_tx,
-        prepare_seconds,
-        cli_runs,
-        api_runs,
-        build,
-        replay,
-        fixed_runs,
-        pandas_seconds,
+    if feature is None:
+        figures = {
+            "scale": scale,
+            "customers": settings.sim_customers,
+            "terminals": settings.sim_terminals,
+            "transactions": n_tx,
+            "prepare_seconds": round(prepare_seconds, 1),
+        }
+    else:
+        build = {
+            "wall": incremental["full_build_wall_seconds_median"],
+            "peak_mib": incremental["full_build_peak_rss_mib"],
+        }
+        figures = _figures(
+            scale,
+            settings,
+            n_tx,
+            prepare_seconds,
+            feature["cli_runs"],
+            feature["api_runs"],
+            build,
+            feature["replay"],
+            feature["fixed_runs"],
+            pandas_seconds,
+        )
+    figures.update(incremental)
+    figures.update(
+        repeat=repeat,
+        cpu_count=os.cpu_count(),
+        load_average_1min_end=round(os.getloadavg()[0], 2),
     )
-    figures["repeat"] = repeat
-    _report(figures)
-    write_figures("dbt" if scale == 1 else f"dbt_scale{scale}", figures)
+    if feature is not None:
+        _report(figures)
+    _report_incremental(figures)
+    topic = "dbt_incremental" if incremental_only else "dbt"
+    write_figures(topic if scale == 1 else f"{topic}_scale{scale}", figures)
     return figures
 
 
@@ -328,7 +479,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=1, help="Multiply customers and terminals.")
     parser.add_argument("--home", type=Path, help="Reuse an ingested FRAUDOPS_HOME.")
-    parser.add_argument("--repeat", type=int, default=3, help="Feature builds to time.")
+    parser.add_argument("--repeat", type=int, default=3, help="Builds of each kind to time.")
     parser.add_argument("--no-reference", action="store_true", help="Skip the pandas reference.")
+    parser.add_argument(
+        "--incremental-only", action="store_true", help="Time only full vs incremental builds."
+    )
     args = parser.parse_args()
-    main(args.scale, args.home, args.repeat, False if args.no_reference else None)
+    main(
+        args.scale,
+        args.home,
+        args.repeat,
+        False if args.no_reference else None,
+        args.incremental_only,
+    )

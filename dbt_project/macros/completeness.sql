@@ -2,16 +2,6 @@
     says were ingested, with their row counts, and the newest day the run expects. The data is
     simulated in the past, so "complete" means "up to the expected day", never "up to now". -#}
 
-{#- SQL: the newest raw day the run expects, --vars '{to_date: YYYY-MM-DD}', or null when
-    unset (then the ingestion log's newest completed day is the expected one). -#}
-{% macro to_date() -%}
-    {%- if var('to_date') is not none and var('to_date') | string | length > 0 -%}
-        date '{{ var("to_date") }}'
-    {%- else -%}
-        cast(null as date)
-    {%- endif -%}
-{%- endmacro %}
-
 {#- SQL: the days of `feed` whose latest ingestion completed, with the rows it wrote. An
     ingestion logs `started` before its raw commit and `complete` after, so a day whose latest
     entry is `started` was interrupted: the log vouches for nothing until it is redone. -#}

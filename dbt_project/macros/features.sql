@@ -9,56 +9,45 @@
     {{ return(env_var('FRAUDOPS_LABEL_DELAY_DAYS', '7') | int) }}
 {%- endmacro %}
 
-{#- Raw days an as-of day can depend on: the longest window behind the label delay. -#}
-{% macro lookback_days() -%}
-    {{ return(feature_windows() | max + label_delay_days() + 1) }}
-{%- endmacro %}
-
-{% macro is_incremental_run() -%}
-    {{ return(var('from_date') is not none and var('from_date') | string | length > 0) }}
-{%- endmacro %}
-
-{#- SQL: the first day of the month of the date expression `day`. Marts are partitioned by
-    month, so an incremental run rebuilds whole months. -#}
+{#- SQL: the first day of the month of the date expression `day` (the marts' partitions). -#}
 {% macro month_of(day) -%}
     cast(date_trunc('month', {{ day }}) as date)
 {%- endmacro %}
 
-{#- SQL: the first raw day that changed, given by --vars '{from_date: YYYY-MM-DD}'. -#}
-{% macro from_date() -%}
-    date '{{ var("from_date") }}'
-{%- endmacro %}
-
-{#- SQL predicate: in an incremental run, the date `column` is on or after `first_day` (SQL);
-    in a full run, always true. -#}
-{% macro incremental_from(column, first_day) -%}
+{#- SQL predicate: in an incremental run (macros/run_days.sql), the date `column` is on or after
+    the first changed raw day + `offset_days` (and, when `windows`, as many days earlier as the
+    longest window adds before a day: its other rows); in a full run, always true. -#}
+{% macro incremental_from(column, offset_days=0, windows=false) -%}
     {%- if is_incremental_run() -%}
-        {{ column }} >= {{ first_day }}
+        {%- set before = feature_windows() | max - 1 if windows else 0 -%}
+        {{ column }} >= {{ from_date() }} + {{ offset_days - before }}
     {%- else -%}
         true
     {%- endif -%}
 {%- endmacro %}
 
-{#- SQL: the first as-of day an incremental run rebuilds, the start of the month of
-    from_date + 1 (the first as-of day the changed raw day can affect). -#}
-{% macro first_rebuilt_as_of_day() -%}
-    {{ month_of(from_date() ~ ' + 1') }}
+{#- SQL predicate: the raw day `column` (of a transaction or a report) is one an incremental
+    run reloads: the first changed raw day or later. -#}
+{% macro is_rebuilt_raw_day(column) -%}
+    {{ incremental_from(column) }}
 {%- endmacro %}
 
-{#- SQL predicate: the as-of day `column` is one an incremental run rebuilds. -#}
+{#- SQL predicate: the as-of day `column` is one an incremental run rebuilds: from the first
+    changed raw day + 1 on (the first as-of day that describes it). -#}
 {% macro is_rebuilt_as_of_day(column) -%}
-    {{ incremental_from(column, first_rebuilt_as_of_day()) }}
+    {{ incremental_from(column, offset_days=1) }}
 {%- endmacro %}
 
 {#- SQL predicate: the as-of day `column` is rebuilt, or inside the windows of a rebuilt one. -#}
 {% macro is_in_rebuilt_windows(column) -%}
-    {{ incremental_from(column, first_rebuilt_as_of_day() ~ ' - ' ~ lookback_days()) }}
+    {{ incremental_from(column, offset_days=1, windows=true) }}
 {%- endmacro %}
 
-{#- SQL predicate: the transaction day `column` is one an incremental run relabels: labels
-    arrive within the lookback, so from the month of from_date - lookback on. -#}
-{% macro is_relabelled_day(column) -%}
-    {{ incremental_from(column, month_of(from_date() ~ ' - ' ~ lookback_days())) }}
+{#- SQL predicate: the raw day `column` is read by the grid rows a rebuilt as-of day's windows
+    sum (each grid row reads the raw day `delay_days` + 1 before it). Lets an incremental run
+    aggregate only those days. -#}
+{% macro is_read_by_rebuilt_windows(column, delay_days=0) -%}
+    {{ incremental_from(column, offset_days=-delay_days, windows=true) }}
 {%- endmacro %}
 
 {#- Sum of `column` over the `days` grid rows ending at the current one (dense entity x day

@@ -8,10 +8,12 @@ table's folder; :meth:`Plugin.store` stages those files, and the project's ``on-
 staged mart is committed as one Delta transaction, with the per-file statistics DuckDB
 returned, so no row is written twice; otherwise the staged files are deleted and no table
 changes. Delta readers never see staged files: only the log says which files are the table.
-With ``delta_replace: from_first_partition`` (incremental runs) only the partitions from the
-earliest one in the output onwards are replaced; otherwise the whole table is. A remote
-lakehouse (``s3://...``), which DuckDB cannot write here, gets the files staged locally and
-copied by ``write_deltalake``.
+A full run replaces the whole table. With ``delta_replace: rows_from`` (incremental runs) the
+files are staged outside the table and ``write_deltalake`` replaces, in one commit, the rows
+of every day from ``delta_first_day`` on and of every other day the output holds (deltalake
+rewrites only the files holding such rows, using the per-file statistics of the day column).
+A remote lakehouse (``s3://...``), which DuckDB cannot write here, gets the files staged
+locally and copied by ``write_deltalake``.
 """
 
 import json
@@ -20,19 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
 from dbt.adapters.events.logging import AdapterLogger
-from deltalake import CommitProperties, DeltaTable, QueryBuilder, Schema, write_deltalake
+from deltalake import DeltaTable, QueryBuilder, Schema, write_deltalake
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from fraudops_delta_stats import add_action_stats
 
 # The SQL function the `delta` materialization calls before its COPY.
 PREPARE_FOLDER = "fraudops_delta_prepare_folder"
 FULL = "overwrite"
-INCREMENTAL = "from_first_partition"
+INCREMENTAL = "rows_from"
 # The two calls of a mart's write: the materialization stages, the on-run-end hook finishes.
 STAGE = "stage"
 FINISH = "finish"
@@ -61,7 +64,8 @@ class StagedMart:
     schema: pa.Schema
     partition: str
     mode: str
-    first: str | None
+    day_column: str | None = None
+    first_day: str | None = None
 
     def discard(self) -> None:
         """Delete the staged files: no Delta version references them."""
@@ -149,6 +153,11 @@ class Plugin(BasePlugin):
             raise DeltaPluginError(f"model {model}: set delta_table_path and delta_partition_by")
         if mode not in (FULL, INCREMENTAL):
             raise DeltaPluginError(f"model {model}: delta_replace must be {FULL} or {INCREMENTAL}")
+        day_column, first_day = config.get("delta_day_column"), config.get("delta_first_day")
+        if mode == INCREMENTAL and not (day_column and first_day):
+            raise DeltaPluginError(
+                f"model {model}: an incremental write needs delta_day_column and delta_first_day"
+            )
         files = [_written_file(row) for row in config.get("written_files") or []]
         if not files:
             # No rows (dbt's `external` materialization would stage one all-NULL row instead).
@@ -163,10 +172,9 @@ class Plugin(BasePlugin):
             schema = _arrow_schema(files[0]["path"], config.get("columns"), partition)
         except Exception:
             # The model fails: its files must not linger in the table's folder.
-            StagedMart(model, path, files, pa.schema([]), partition, mode, None).discard()
+            StagedMart(model, path, files, pa.schema([]), partition, mode).discard()
             raise
-        first = min(f["partition"][partition] for f in files)
-        return StagedMart(model, path, files, schema, partition, mode, first)
+        return StagedMart(model, path, files, schema, partition, mode, day_column, first_day)
 
     def _finish(self, invocation: str, failed: list[str]) -> None:
         """Commit the marts ``invocation`` staged if nothing failed, else delete their files."""
@@ -203,20 +211,21 @@ class Plugin(BasePlugin):
 
     def _write(self, mart: StagedMart) -> int:
         """Commit one staged mart to its Delta table; the table's new version."""
-        replace = mart.mode == INCREMENTAL and DeltaTable.is_deltatable(
-            mart.path, self.storage_options
-        )
-        first = mart.first if replace else None
-        if "://" in mart.path:
-            self._copy_staged(mart.path, mart.files, mart.schema, mart.partition, first)
+        exists = DeltaTable.is_deltatable(mart.path, self.storage_options)
+        if mart.mode == INCREMENTAL and exists:
+            self._replace_rows(mart)
+        elif mart.mode == INCREMENTAL or "://" in mart.path:
+            # Staged outside the table: an incremental run creating it, or a remote lakehouse.
+            self._copy_staged(mart)
         else:
-            self._commit(mart.path, mart.files, mart.schema, mart.partition, first)
+            self._commit(mart.path, mart.files, mart.schema, mart.partition)
+        if mart.mode == INCREMENTAL:
+            # The staged copy is not part of the table: the next run stages its own.
+            mart.discard()
         return DeltaTable(mart.path, storage_options=self.storage_options).version()
 
-    def _commit(
-        self, path: str, files: list[dict], schema: pa.Schema, partition: str, first: str | None
-    ) -> None:
-        """Add ``files`` (already inside the table folder) in one commit, replacing old data."""
+    def _commit(self, path: str, files: list[dict], schema: pa.Schema, partition: str) -> None:
+        """Add ``files`` (already inside the table folder) in one commit, replacing the table."""
         root = Path(path).resolve()
         actions = [
             AddAction(
@@ -234,8 +243,8 @@ class Plugin(BasePlugin):
             if DeltaTable.is_deltatable(path, self.storage_options)
             else None
         )
-        if table is None or (first is None and pa.schema(table.schema().to_arrow()) != schema):
-            # New table, or a full rebuild whose columns changed: replace the table outright.
+        if table is None or pa.schema(table.schema().to_arrow()) != schema:
+            # New table, or columns changed: replace the table outright.
             create_table_with_add_actions(
                 path,
                 Schema.from_arrow(schema),
@@ -245,39 +254,61 @@ class Plugin(BasePlugin):
                 storage_options=self.storage_options,
             )
             return
-        filters = [(partition, ">=", first)] if first else None
-        # Recorded like write_deltalake's predicate, so the history says what was replaced.
-        parameters = {"predicate": f"{partition} >= '{first}'"} if first else {}
         table.create_write_transaction(
-            actions,
-            mode="overwrite",
-            schema=schema,
-            partition_by=[partition],
-            partition_filters=filters,
-            commit_properties=CommitProperties(
-                custom_metadata={"operationParameters": parameters} if parameters else None
-            ),
+            actions, mode="overwrite", schema=schema, partition_by=[partition]
         )
 
-    def _copy_staged(
-        self, path: str, files: list[dict], schema: pa.Schema, partition: str, first: str | None
-    ) -> None:
-        """Write locally staged files to a remote Delta table (DuckDB cannot write there)."""
-        staged = ds.dataset(
-            [f["path"] for f in files],
-            schema=schema,
+    def _staged_dataset(self, mart: StagedMart) -> ds.Dataset:
+        """The staged files as one dataset, the partition column included."""
+        return ds.dataset(
+            [f["path"] for f in mart.files],
+            schema=mart.schema,
             format="parquet",
-            partitioning=ds.partitioning(pa.schema([schema.field(partition)]), flavor="hive"),
-            partition_base_dir=str(Path(files[0]["path"]).parent.parent),
+            partitioning=ds.partitioning(
+                pa.schema([mart.schema.field(mart.partition)]), flavor="hive"
+            ),
+            partition_base_dir=str(Path(mart.files[0]["path"]).parent.parent),
         )
-        options = {"partition_by": [partition], "storage_options": self.storage_options}
-        reader = staged.scanner().to_reader()
-        if first:
-            # Everything from the first rebuilt day on is replaced: stale later days go too.
-            predicate = f"{partition} >= '{first}'"
-            write_deltalake(path, reader, mode="overwrite", predicate=predicate, **options)
-        else:
-            write_deltalake(path, reader, mode="overwrite", schema_mode="overwrite", **options)
+
+    def _copy_staged(self, mart: StagedMart) -> None:
+        """Write the staged files as the whole Delta table (a remote or a new one)."""
+        write_deltalake(
+            mart.path,
+            self._staged_dataset(mart).scanner().to_reader(),
+            mode="overwrite",
+            schema_mode="overwrite",
+            partition_by=[mart.partition],
+            storage_options=self.storage_options,
+        )
+
+    def _replace_rows(self, mart: StagedMart) -> None:
+        """Replace the rows of the days an incremental run rebuilt with the staged ones.
+
+        Those days are every day from ``first_day`` on (a day no longer in the output is
+        deleted) and any earlier day the output holds (labels that changed). One commit;
+        deltalake skips, by their statistics, the files without such rows.
+        """
+        table = DeltaTable(mart.path, storage_options=self.storage_options)
+        if pa.schema(table.schema().to_arrow()) != mart.schema:
+            raise DeltaPluginError(
+                f"model {mart.model}: its columns differ from those of the Delta table at "
+                f"{mart.path}; an incremental run only replaces rows: run a full build"
+            )
+        day = mart.day_column
+        staged = self._staged_dataset(mart)
+        days = pc.unique(staged.to_table(columns=[day]).column(day)).to_pylist()
+        earlier = sorted(str(d) for d in days if str(d) < mart.first_day)
+        predicate = f"{day} >= '{mart.first_day}'"
+        if earlier:
+            predicate += f" or {day} in ({', '.join(repr(d) for d in earlier)})"
+        write_deltalake(
+            mart.path,
+            staged.scanner().to_reader(),
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=[mart.partition],
+            storage_options=self.storage_options,
+        )
 
 
 def _prepare_folder(path: str) -> str:

@@ -3,6 +3,8 @@
 Plain Python (no Dagster): ``orchestration/defs/features`` and ``serving`` call these functions.
 """
 
+# First, before anything imports Feast: its feature-server metrics stay out of /metrics.
+import features.repo.feast_import  # noqa: F401  # isort: split
 from features.store.config import (
     FEATURE_REPO,
     ApplyReport,

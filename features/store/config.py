@@ -9,9 +9,10 @@ from string import Template
 
 import yaml
 from feast import FeatureStore
+from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
 from feast.repo_config import RepoConfig
 
-from features.repo.definitions import build_objects
+from features.repo.definitions import build_objects, build_sources
 from fraudops.settings import Settings, sqlalchemy_url
 
 FEATURE_REPO = Path(__file__).resolve().parents[1] / "repo"
@@ -111,6 +112,18 @@ class ApplyReport:
     fingerprint: str
 
 
+def _record_infra(store: FeatureStore) -> None:
+    """Record in the registry the online tables the views need, as ``feast apply`` does.
+
+    ``FeatureStore.apply`` creates them but records nothing, so ``feast plan`` after it would
+    report every table as still to create. Public API only (``provider``, ``registry``);
+    ``tests/features/test_feature_repo.py`` says when Feast records them itself.
+    """
+    views = RegistryProto(feature_views=[fv.to_proto() for fv in store.list_feature_views()])
+    infra = store.provider.plan_infra(store.config, views)
+    store.registry.update_infra(infra, store.project, commit=True)
+
+
 def apply_definitions(store: FeatureStore, settings: Settings) -> ApplyReport:
     """Register every object of features/repo/ for ``settings`` (idempotent) and drop stale ones."""
     objects = build_objects(settings)
@@ -120,7 +133,13 @@ def apply_definitions(store: FeatureStore, settings: Settings) -> ApplyReport:
         for fv in store.list_feature_views() + store.list_on_demand_feature_views()
         if f"{type(fv).__name__}:{fv.name}" not in names
     ]
+    # The sources first, as copies: Feast stamps the object it registers with the time of the
+    # apply, and a view registered with that object would embed the stamp in its spec (a
+    # permanent diff in `feast plan`). Registered already, the views' own sources stay as
+    # defined.
+    store.apply(build_sources(settings))
     store.apply(objects, objects_to_delete=stale, partial=False)
+    _record_infra(store)
     return ApplyReport(
         project=store.project,
         objects=sorted(names),

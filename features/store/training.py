@@ -124,9 +124,17 @@ def fill_missing(features: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def build_training_set(store: FeatureStore, settings: Settings) -> pd.DataFrame:
-    """The training set of the contract (``features/training_set``), sorted by time and id."""
+def build_training_set(
+    store: FeatureStore, settings: Settings, recent_days: int | None = None
+) -> pd.DataFrame:
+    """The training set of the contract (``features/training_set``), sorted by time and id.
+
+    With ``recent_days``, only the labelled transactions of that many newest days.
+    """
     entities = labelled_entities(settings)
+    if recent_days is not None:
+        days = entities["tx_datetime"].dt.floor("D")
+        entities = entities[days > days.max() - pd.Timedelta(days=recent_days)]
     features = fill_missing(historical_features(store, entities))
     # tx_amount comes from the mart, the two flags from the on-demand view (shared function).
     frame = entities.join(features[[c for c in features if c not in entities]])

@@ -30,14 +30,17 @@ DUPLICATE_AMOUNT = 12_345.67
 MARTS = ("customer_features", "terminal_features", "labelled_transactions")
 
 
-def run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the dbt CLI on the project for ``settings``, with its own target and log folders."""
+def run_dbt(
+    settings: Settings, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the dbt CLI on the project for ``settings`` (plus ``env``), with its own folders."""
     work = settings.home / "dbt"
     env = {
         **os.environ,
         **settings_env(settings),
         "DBT_TARGET_PATH": str(work / "target"),
         "DBT_LOG_PATH": str(work / "logs"),
+        **(env or {}),
     }
     return subprocess.run(
         [str(DBT), *args],

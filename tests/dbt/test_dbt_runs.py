@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import pandas as pd
 from deltalake import DeltaTable
 
@@ -22,22 +23,102 @@ def _mart(settings, name: str) -> pd.DataFrame:
     return frame.sort_values(MARTS[name], ignore_index=True)
 
 
-def test_incremental_run_replaces_only_later_partitions_and_equals_a_full_build(
+def _from(day: dt.date) -> dict[str, str]:
+    """The environment of an incremental run from ``day`` (macros/run_days.sql)."""
+    return {"FRAUDOPS_DBT_FROM_DATE": day.isoformat()}
+
+
+def _staging(settings, name: str) -> pd.DataFrame:
+    with duckdb.connect(str(settings.duckdb_file), read_only=True) as con:
+        frame = con.sql(f"select * from staging.{name}").df()
+    return frame.sort_values("transaction_id", ignore_index=True)
+
+
+def _last_commit(settings, name: str) -> dict:
+    return DeltaTable(settings.table_uri("marts", name)).history(1)[0]
+
+
+def test_incremental_runs_equal_a_full_build_and_keep_partial_parsing(dbt_lakehouse, tmp_path):
+    settings = copy_home(dbt_lakehouse, tmp_path / "var")
+    end = settings.sim_end_date
+    # Two runs from two different days: the second must not parse the whole project again.
+    for days_back in (3, 2):
+        from_date = end - dt.timedelta(days=days_back)
+        result = run_dbt(settings, "build", env=_from(from_date))
+        assert result.returncode == 0, result.stdout[-4000:]
+    assert "Unable to do partial parsing" not in result.stdout
+    first_as_of = from_date + dt.timedelta(days=1)
+    predicate = _last_commit(settings, "customer_features")["operationParameters"]["predicate"]
+    assert predicate == f"feature_date >= '{first_as_of}'::date"
+    for name in MARTS:
+        pd.testing.assert_frame_equal(_mart(settings, name), _mart(dbt_lakehouse, name))
+    for name in ("stg_lakehouse__transactions", "stg_lakehouse__fraud_reports"):
+        pd.testing.assert_frame_equal(_staging(settings, name), _staging(dbt_lakehouse, name))
+    # The same run through --vars works too, but dbt then parses the whole project again.
+    result = run_dbt(
+        settings, "run", "--select", "customer_features", "--vars", f"{{from_date: {end}}}"
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "Unable to do partial parsing" in result.stdout
+    pd.testing.assert_frame_equal(
+        _mart(settings, "customer_features"), _mart(dbt_lakehouse, "customer_features")
+    )
+
+
+def test_a_daily_run_writes_only_its_day_and_tests_only_the_rows_it_rebuilt(
     dbt_lakehouse, tmp_path
 ):
     settings = copy_home(dbt_lakehouse, tmp_path / "var")
-    uri = settings.table_uri("marts", "customer_features")
-    before = DeltaTable(uri).version()
-    from_date = settings.sim_end_date - dt.timedelta(days=2)
-    result = run_dbt(settings, "run", "--vars", f"{{from_date: {from_date.isoformat()}}}")
+    last = settings.sim_end_date
+    new_as_of = last + dt.timedelta(days=1)
+    # The state before the day's run: the marts end with the day before.
+    for name in ("customer_features", "terminal_features"):
+        DeltaTable(settings.table_uri("marts", name)).delete(f"feature_date = '{new_as_of}'")
+    DeltaTable(settings.table_uri("marts", "labelled_transactions")).delete(f"tx_date = '{last}'")
+    # A broken row of an earlier day in the warehouse: the tests of a daily run read only the
+    # rows it rebuilt, those of a full run every row.
+    with duckdb.connect(str(settings.duckdb_file)) as con:
+        con.execute(
+            "update staging.stg_lakehouse__transactions set tx_amount = -1 "
+            "where transaction_id = (select min(transaction_id) "
+            f"from staging.stg_lakehouse__transactions where tx_date < date '{last}')"
+        )
+    staging_tests = ("test", "--select", "stg_lakehouse__transactions")
+    everything = run_dbt(settings, *staging_tests)
+    assert everything.returncode != 0
+    assert "FAIL 1 accepted_range_stg_lakehouse__transactions_tx_amount__0" in everything.stdout
+    assert run_dbt(settings, *staging_tests, env=_from(last)).returncode == 0
+    result = run_dbt(settings, "build", env=_from(last))
     assert result.returncode == 0, result.stdout[-4000:]
-    history = DeltaTable(uri).history(1)[0]
-    assert DeltaTable(uri).version() == before + 1
-    # Only the months from the one of from_date + 1 on were rewritten, in one commit.
-    first_rebuilt = (from_date + dt.timedelta(days=1)).replace(day=1).isoformat()
-    assert history["operationParameters"]["predicate"] == f"feature_month >= '{first_rebuilt}'"
+    # The warehouse kept its earlier days as they were: only the new day was reloaded.
+    staged = _staging(settings, "stg_lakehouse__transactions")
+    assert (staged["tx_amount"] < 0).sum() == 1
+    for name, entities in (
+        ("customer_features", settings.sim_customers),
+        ("terminal_features", settings.sim_terminals),
+    ):
+        commit = _last_commit(settings, name)
+        # One as-of day added, no earlier file rewritten.
+        assert commit["operationMetrics"]["num_added_rows"] == entities
+        assert commit["operationMetrics"]["num_removed_files"] == 0
+    # The new day's transactions, and those of the days whose reports arrived on it.
+    raw = delta.read_table(settings.table_uri("raw", "transactions")).to_pandas()
+    reports = delta.read_table(settings.table_uri("raw", "fraud_reports")).to_pandas()
+    reported = raw["transaction_id"].isin(reports.query("report_date == @last")["transaction_id"])
+    days = {last, *raw.loc[reported, "tx_date"]}
+    labelled = _last_commit(settings, "labelled_transactions")
+    assert labelled["operationMetrics"]["num_added_rows"] == raw["tx_date"].isin(days).sum()
     for name in MARTS:
         pd.testing.assert_frame_equal(_mart(settings, name), _mart(dbt_lakehouse, name))
+    # The same day run again (a retried daily run) writes no row twice, anywhere.
+    again = run_dbt(settings, "build", "--exclude-resource-type", "unit_test", env=_from(last))
+    assert again.returncode == 0, again.stdout[-4000:]
+    for name in MARTS:
+        pd.testing.assert_frame_equal(_mart(settings, name), _mart(dbt_lakehouse, name))
+    for name in ("stg_lakehouse__transactions", "stg_lakehouse__fraud_reports"):
+        rerun, full = _staging(settings, name), _staging(dbt_lakehouse, name)
+        assert rerun["transaction_id"].is_unique
+        assert rerun["transaction_id"].tolist() == full["transaction_id"].tolist()
 
 
 def test_a_missing_raw_day_fails_the_build_and_leaves_every_mart_as_it_was(dbt_lakehouse, tmp_path):
@@ -80,16 +161,26 @@ def test_a_run_expecting_a_day_the_raw_feed_lacks_fails(dbt_lakehouse, tmp_path)
     settings = copy_home(dbt_lakehouse, tmp_path / "var")
     # Dagster passes the run's last day: one the ingestion never logged is missing too.
     later = settings.sim_end_date + dt.timedelta(days=1)
-    expect = ["--vars", f"{{to_date: {later.isoformat()}}}"]
+    expect = {"FRAUDOPS_DBT_TO_DATE": later.isoformat()}
     partitions = ["--select", "stg_lakehouse__transaction_partitions"]
-    build = run_dbt(settings, "build", *partitions, *expect)
+    build = run_dbt(settings, "build", *partitions, env=expect)
     assert build.returncode != 0
     assert "FAIL 1 raw_transactions_reach_the_expected_last_day" in build.stdout
-    run = run_dbt(settings, "run", "--select", "+int_calendar__as_of_days", *expect)
+    run = run_dbt(settings, "run", "--select", "+int_calendar__as_of_days", env=expect)
     assert run.returncode != 0
     assert f"raw transactions miss 1 day(s) between {settings.sim_start_date} and {later}" in (
         run.stdout
     )
+    # Source freshness measures against the end of that expected day.
+    stale = run_dbt(settings, "source", "freshness", env=expect)
+    assert stale.returncode != 0
+    assert "ERROR STALE freshness of lakehouse.transactions" in stale.stdout
+    # The same day given as a dbt var fails the same way.
+    build = run_dbt(settings, "build", *partitions, "--vars", f"{{to_date: {later}}}")
+    assert "FAIL 1 raw_transactions_reach_the_expected_last_day" in build.stdout
+    bad = run_dbt(settings, "build", *partitions, env={"FRAUDOPS_DBT_TO_DATE": "2018-13-45"})
+    assert bad.returncode != 0
+    assert "FRAUDOPS_DBT_TO_DATE must be a day YYYY-MM-DD" in bad.stdout
 
 
 def test_a_lost_report_day_fails_the_report_feed_completeness_test(dbt_lakehouse, tmp_path):

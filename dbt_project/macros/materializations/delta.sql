@@ -7,15 +7,20 @@
     returned, only when every node of the invocation passed, and deletes their files otherwise.
     Nothing is written twice. The model's tests see it as a view over the files of this run.
     A remote lakehouse (s3://...) cannot be written by DuckDB here: the files are staged under
-    the profile's external_root and the plugin copies them at the commit. -#}
+    the profile's external_root and the plugin copies them at the commit.
+    An incremental run (macros/run_days.sql) stages its files under external_root too: the
+    plugin replaces the rebuilt days' rows with them in one Delta commit (deltalake rewrites
+    only the files holding such rows), so its cost follows the days it rebuilt. -#}
 {% materialization delta, adapter="duckdb" %}
 
   {%- set table_path = config.get('delta_table_path') -%}
   {%- set partition = config.get('delta_partition_by') -%}
   {%- set target_relation = this.incorporate(type='view') -%}
   {%- set existing_relation = load_cached_relation(this) -%}
-  {%- set local = '://' not in table_path -%}
-  {%- set folder = table_path if local else adapter.external_root() ~ '/' ~ this.identifier -%}
+  {%- set first_day = first_rebuilt_day(config.get('delta_first_day_offset', 0)) -%}
+  {#- Written straight into the table's folder: a full run of a local lakehouse. -#}
+  {%- set in_place = '://' not in table_path and first_day is none -%}
+  {%- set folder = table_path if in_place else adapter.external_root() ~ '/' ~ this.identifier -%}
   {%- set prefix = 'part-' ~ invocation_id -%}
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
@@ -34,7 +39,7 @@
     copy ({{ sql }}) to '{{ folder }}' (
       format parquet,
       partition_by ({{ partition }}),
-      {{ 'append' if local else 'overwrite' }},
+      {{ 'append' if in_place else 'overwrite' }},
       filename_pattern '{{ prefix }}-{uuid}',
       return_stats
     )
@@ -52,7 +57,9 @@
     'invocation_id': invocation_id,
     'delta_table_path': table_path,
     'delta_partition_by': partition,
-    'delta_replace': config.get('delta_replace'),
+    'delta_replace': 'overwrite' if first_day is none else 'rows_from',
+    'delta_day_column': config.get('delta_day_column'),
+    'delta_first_day': first_day,
     'columns': columns,
     'written_files': written_files,
   } -%}

@@ -1,4 +1,4 @@
-{{ delta_mart_config(partition_by='feature_month') }}
+{{ delta_mart_config(partition_by='feature_month', day_column='feature_date', first_day_offset=1) }}
 
 -- One row per customer and as-of day D (feature_timestamp = D 00:00 UTC, the state at the end
 -- of day D - 1): count and mean amount of the customer's transactions on days D-w .. D-1.
@@ -26,6 +26,7 @@ days as (
 daily as (
 
     select * from {{ ref('int_customers__aggregated_daily') }}
+    where {{ is_read_by_rebuilt_windows('tx_date') }}
 
 ),
 

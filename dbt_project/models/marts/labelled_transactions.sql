@@ -1,4 +1,4 @@
-{{ delta_mart_config(partition_by='tx_month') }}
+{{ delta_mart_config(partition_by='tx_month', day_column='tx_date', first_day_offset=0) }}
 
 -- Every valid transaction with its amount and its label as currently known. The request-time
 -- flags (weekend, night) are not here: training and serving both take them from Feast's
@@ -7,17 +7,26 @@
 -- newest ingested report are not labelled yet and must not serve as negatives.
 with
 
-transactions as (
-
-    select * from {{ ref('stg_lakehouse__transactions') }}
-    -- Incremental runs rebuild the days whose labels may have arrived since from_date.
-    where {{ is_relabelled_day('tx_date') }}
-
-),
-
 reports as (
 
     select * from {{ ref('stg_lakehouse__fraud_reports') }}
+
+),
+
+transactions as (
+
+    select * from {{ ref('stg_lakehouse__transactions') }}
+    {% if is_incremental_run() -%}
+    -- An incremental run rebuilds the new days, and the days of the transactions reported
+    -- since the first changed raw day (their labels changed), whatever their age.
+    where {{ is_rebuilt_raw_day('tx_date') }} or tx_date in (
+        select reported.tx_date
+        from reports
+        inner join {{ ref('stg_lakehouse__transactions') }} as reported
+            on reported.transaction_id = reports.transaction_id
+        where {{ is_rebuilt_raw_day('reports.report_date') }}
+    )
+    {%- endif %}
 
 ),
 

@@ -1,4 +1,4 @@
-{{ delta_mart_config(partition_by='feature_month') }}
+{{ delta_mart_config(partition_by='feature_month', day_column='feature_date', first_day_offset=1) }}
 
 -- One row per terminal and as-of day D (feature_timestamp = D 00:00 UTC): over the days
 -- D-delay-w .. D-delay-1 (labels are not known sooner), the terminal's transaction count and
@@ -27,12 +27,14 @@ days as (
 daily as (
 
     select * from {{ ref('int_terminals__aggregated_daily') }}
+    where {{ is_read_by_rebuilt_windows('tx_date', delay_days=label_delay_days()) }}
 
 ),
 
 frauds as (
 
     select * from {{ ref('int_terminals__frauds_spread_over_windows') }}
+    where {{ is_rebuilt_as_of_day('feature_date') }}
 
 ),
 

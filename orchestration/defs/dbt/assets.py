@@ -3,7 +3,6 @@
 import contextlib
 import datetime as dt
 import io
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -85,10 +84,14 @@ def run_last_day(context: dg.AssetExecutionContext) -> dt.date | None:
     return dt.date.fromisoformat(context.partition_key_range.end)
 
 
+# The run days dbt_vars gives, read by the dbt project as FRAUDOPS_DBT_<NAME>.
+DBT_RUN_DAYS = ("from_date", "to_date")
+
+
 def dbt_vars(
     settings: Settings, first_day: dt.date | None, last_day: dt.date | None = None
 ) -> dict[str, str]:
-    """dbt ``--vars`` for a run over ``first_day`` .. ``last_day`` (incremental or full)."""
+    """The dbt run days of a run over ``first_day`` .. ``last_day`` (incremental or full)."""
     variables = {}
     # From the first simulated day, a full rebuild is the same work and also drops stale rows.
     if first_day is not None and first_day > settings.sim_start_date:
@@ -214,13 +217,17 @@ def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
     ) -> Iterator[Any]:
         resolved = settings.get()
         variables = dbt_vars(resolved, run_first_day(context), run_last_day(context))
-        dbt_args = ["build", "--vars", json.dumps(variables)]
+        # The run days go through the environment, not --vars: a new --vars value makes dbt
+        # parse the whole project again (dbt_project/macros/run_days.sql). Both are set, so a
+        # value in Dagster's own environment never leaks into a run.
+        run_days = {f"FRAUDOPS_DBT_{day.upper()}": variables.get(day, "") for day in DBT_RUN_DAYS}
+        dbt_args = ["build"]
         target = Path(resolved.home) / "dbt" / "target" / context.run.run_id
         marts = [k.path[-1] for k in context.selected_asset_keys if k.path[0] == "marts"]
         before = {name: _mart_version(resolved, name) for name in marts}
         # The dbt process (and the adapter dagster-dbt opens in this one) read the settings
         # from the environment: DbtCliResource has no per-call environment.
-        with exported(settings_env(resolved)):
+        with exported({**settings_env(resolved), **run_days}):
             invocation = dbt.cli(dbt_args, context=context, target_path=target)
         # A mart's Output arrives when dbt has built it, but dbt commits it only at the end:
         # hold the marts' events until then.
