@@ -27,11 +27,14 @@ Say = Callable[[str], None]
 
 def next_day(settings: Settings) -> dt.date:
     """The day after the last ingested transaction day."""
-    days = read_table(RAW_TRANSACTIONS.uri(settings), columns=["tx_date"])
+    days = read_table(
+        RAW_TRANSACTIONS.uri(settings), ["tx_date"], storage_options=settings.storage_options
+    )
     return pc.max(days.column("tx_date")).as_py() + dt.timedelta(days=1)
 
 
-def _payload(table) -> list[dict]:
+def scoring_requests(table) -> list[dict]:
+    """The simulator's transactions (an Arrow table) as the service's scoring requests."""
     return [
         {
             "transaction_id": int(row["transaction_id"]),
@@ -57,7 +60,7 @@ def score_live_day(
     """
     day = next_day(settings)
     simulated = Simulator(SimulatorConfig.from_settings(settings)).simulate_day(day)
-    transactions = _payload(simulated.transactions.slice(0, limit))
+    transactions = scoring_requests(simulated.transactions.slice(0, limit))
     sent = {tx["transaction_id"] for tx in transactions}
     frauds = set(simulated.frauds.column("transaction_id").to_pylist()) & sent
     log_uri = settings.prediction_log_uri

@@ -11,16 +11,21 @@ from typing import Annotated, NoReturn
 
 import typer
 import yaml
-from pydantic import ValidationError
 
+from cli.stack import app as stack_app
+from cli.usage import OneLineUsageErrors, settings_or_exit, usage_error
 from fraudops.environ import set_process_defaults, settings_env
-from fraudops.settings import Settings, get_settings
+from fraudops.settings import Settings
 
+# A user error is one line (cli/usage.py); anything else is a plain Python traceback, never
+# Rich's, which renders every frame's locals (Dagster objects take minutes to print).
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     help="fraudops: an end-to-end fraud-detection ML platform.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
+app.add_typer(stack_app, name="stack")
 
 # Run monitoring (docs/operations.md), run by the daemon that `dagster dev` starts. The
 # default run launcher cannot check or resume a run worker, so a run whose worker died is
@@ -53,20 +58,12 @@ def _say(message: str) -> None:
 
 def _usage_error(command: str, message: str) -> NoReturn:
     """Print a one-line usage error for ``fraudops <command>`` and exit with status 2."""
-    typer.echo(f"fraudops {command}: {message}", err=True)
-    raise typer.Exit(2)
+    usage_error(f"fraudops {command}", message)
 
 
 def _settings(command: str, **overrides: object) -> Settings:
     """The settings in force with ``overrides``, or a one-line error naming the bad values."""
-    try:
-        return get_settings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"FRAUDOPS_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
-            for error in exc.errors()
-        )
-        _usage_error(command, f"invalid settings: {problems}")
+    return settings_or_exit(f"fraudops {command}", **overrides)
 
 
 def _require_at_least(command: str, option: str, value: int, low: int, variable: str) -> None:
@@ -81,6 +78,21 @@ def _check_counts(command: str, settings: Settings) -> None:
     _require_at_least(command, "--customers", settings.sim_customers, 1, "FRAUDOPS_SIM_CUSTOMERS")
     _require_at_least(command, "--terminals", settings.sim_terminals, 1, "FRAUDOPS_SIM_TERMINALS")
     _require_at_least(command, "--seed", settings.sim_seed, 0, "FRAUDOPS_SIM_SEED")
+
+
+def _check_protocol_days(settings: Settings) -> None:
+    """Refuse a demo too short for the training protocol, which would fail in retraining."""
+    # Labels come label_delay_days late; the protocol's splits need train + gap + two test
+    # windows of labelled days (ml/split.py protocol_splits).
+    labelled = settings.train_days + settings.label_delay_days + 2 * settings.test_days
+    needed = labelled + settings.label_delay_days
+    if settings.sim_days < needed:
+        _usage_error(
+            "demo",
+            f"--days must be at least {needed} for the training protocol ({labelled} labelled "
+            f"days: FRAUDOPS_TRAIN_DAYS, FRAUDOPS_LABEL_DELAY_DAYS, 2 x FRAUDOPS_TEST_DAYS; "
+            f"labels come {settings.label_delay_days} days late), got {settings.sim_days}",
+        )
 
 
 def _overrides(**values: object) -> dict[str, object]:
@@ -211,6 +223,8 @@ def simulate(
         )
     last = first + dt.timedelta(days=days - 1)
     landing = out or settings.landing_path
+    if landing.exists() and not landing.is_dir():
+        _usage_error("simulate", f"--out {landing} is a file, not a folder")
     landed = landed_days(landing, first, last)
     if landed and not force:
         _usage_error(
@@ -238,6 +252,7 @@ def demo(
     )
     _require_at_least("demo", "--days", settings.sim_days, 1, "FRAUDOPS_SIM_DAYS")
     _check_counts("demo", settings)
+    _check_protocol_days(settings)
     if not force:
         tables = existing_tables(settings)
         landed = landed_days(settings.landing_path, settings.sim_start_date, settings.sim_end_date)
@@ -250,14 +265,18 @@ def demo(
                 f"{'; '.join(found)}; the demo would replace them: pass --force, or set "
                 "FRAUDOPS_HOME to an empty folder (make clean empties var/)",
             )
-    from cli.demo import run_demo
+    from cli.demo import NoChampionError, run_demo
 
     try:
         prepare_runtime(settings)
     except InstanceConfigError as exc:
         _usage_error("demo", f"{_one_line(exc)}: fix or remove it")
     # run_demo hands these settings to Dagster through the environment (settings_env).
-    run_demo(settings, _say, force=force)
+    try:
+        run_demo(settings, _say, force=force)
+    except NoChampionError as exc:
+        typer.echo(f"fraudops demo: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ from typing import Annotated
 
 import typer
 
-from fraudops.settings import get_settings
+from cli.usage import OneLineUsageErrors, settings_or_exit, usage_error
 
+# A user error is one line (cli/usage.py); anything else is a plain Python traceback.
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     help="Versions, promotion and rollback of the fraud model in the MLflow registry.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
 
 COLUMNS = ("version", "aliases", "candidate", "average_precision", "roc_auc")
@@ -30,7 +32,7 @@ def list_command() -> None:
     """List every registered version with its aliases, test metrics and gate decision."""
     from ml.registry import list_versions
 
-    rows = list_versions(get_settings())
+    rows = list_versions(settings_or_exit("fraudops-model list"))
     if not rows:
         typer.echo("no registered versions yet: run the retraining job (make demo)")
         return
@@ -57,19 +59,44 @@ def gate() -> None:
     """Run the promotion gate now: challenger vs champion on the newest test window."""
     from ml.gate import run_gate
 
-    decision = run_gate(get_settings())
+    try:
+        decision = run_gate(settings_or_exit("fraudops-model gate"))
+    except LookupError as exc:
+        usage_error("fraudops-model gate", str(exc))
     typer.echo(f"{decision.decision}: {decision.reason}")
+
+
+def _version_number(value: str) -> str:
+    """A registry version is a positive whole number (``3``, not ``v3`` or ``latest``)."""
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"a version is a number such as 3, got {value!r}")
+    return str(int(value))
 
 
 @app.command()
 def promote(
-    version: Annotated[str, typer.Argument(help="Registered version to make champion.")],
+    version: Annotated[
+        str,
+        typer.Argument(help="Registered version to make champion.", callback=_version_number),
+    ],
     reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "manual",
 ) -> None:
     """Make VERSION the champion (the approval step of manual mode)."""
+    from ml.registry import list_versions
     from ml.registry import promote as promote_version
 
-    promote_version(get_settings(), version, reason)
+    command = "fraudops-model promote"
+    settings = settings_or_exit(command)
+    registered = [str(row["version"]) for row in list_versions(settings)]
+    if not registered:
+        usage_error(command, "no registered versions yet: run the retraining job (make demo)")
+    if version not in registered:
+        usage_error(
+            command,
+            f"version {version} is not registered; the versions are {', '.join(registered)} "
+            "(fraudops-model list)",
+        )
+    promote_version(settings, version, reason)
     typer.echo(f"version {version} is now champion")
 
 
@@ -79,9 +106,9 @@ def rollback() -> None:
     from ml.registry import rollback as rollback_champion
 
     try:
-        version = rollback_champion(get_settings())
+        version = rollback_champion(settings_or_exit("fraudops-model rollback"))
     except LookupError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        usage_error("fraudops-model rollback", str(exc))
     typer.echo(f"champion rolled back to version {version}")
 
 

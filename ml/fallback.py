@@ -37,7 +37,7 @@ from ml.metrics import classification_metrics
 from ml.model import model_input
 from ml.pipeline import KEY_METRICS, make_splits
 from ml.registry import alias_version
-from ml.train import XGB_GRID, search_xgboost, train_xgboost
+from ml.train import XGB_GRID, Progress, search_xgboost, train_xgboost
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,10 @@ def train_fallback(
     settings: Settings,
     data: TrainingData | None = None,
     xgb_space: dict[str, list[object]] | None = None,
+    progress: Progress | None = None,
 ) -> TrainedFallback:
     """Train the request-time model on the candidates' training window; log it as a run."""
+    say = progress or (lambda _message: None)
     tracking.configure(settings)
     data = data or load_training_set(settings)
     splits = make_splits(request_time_only(data.frame), settings)
@@ -99,13 +101,20 @@ def train_fallback(
     with mlflow.start_run(run_name="fallback-model", tags=tracking.run_tags(seed)) as run:
         mlflow.set_tag("candidate", "fallback")
         tracking.log_dataset(data, splits.train, "training")
+        say(f"fallback: grid search on {len(splits.validation_train):,} rows (request-time inputs)")
         params, trials = search_xgboost(
-            splits.validation_train, splits.validation_test, seed, space
+            splits.validation_train,
+            splits.validation_test,
+            seed,
+            space,
+            lambda message: say(f"fallback: {message}"),
         )
         validation_ap = max(t["validation_ap"] for t in trials)
+        say(f"fallback: final fit on {len(splits.train):,} training rows")
         model = train_xgboost(splits.train, params, seed)
         test = splits.test_frame
         metrics = classification_metrics(test, model.predict_proba(model_input(test)))
+        say(f"fallback: test AP {metrics['average_precision']:.4f}; logging the model to MLflow")
         baseline = classification_metrics(test, amount_rule_scores(test))
         mlflow.log_params(
             {
@@ -178,7 +187,11 @@ def register_fallback(settings: Settings, trained: TrainedFallback) -> Registere
     }
     version = str(
         client.create_model_version(
-            name, trained.model_uri, run_id=trained.run_id, tags=tags
+            name,
+            trained.model_uri,
+            run_id=trained.run_id,
+            tags=tags,
+            model_id=tracking.logged_model_id(trained.model_uri),
         ).version
     )
     for served in serves:
@@ -199,7 +212,8 @@ def build_fallback(
     settings: Settings,
     data: TrainingData | None = None,
     xgb_space: dict[str, list[object]] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[TrainedFallback, RegisteredFallback]:
     """Train, log and register the fallback of the newest retraining run."""
-    trained = train_fallback(settings, data, xgb_space)
+    trained = train_fallback(settings, data, xgb_space, progress)
     return trained, register_fallback(settings, trained)

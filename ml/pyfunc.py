@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import shutil
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -11,6 +13,31 @@ import pandas as pd
 from ml.model import ScoringModel
 
 ARTIFACT = "scoring_model"
+
+# The project modules a registered model runs when it loads (ml/pyfunc_entry.py imports
+# ml.pyfunc, which imports ml.model, which imports fraudops.contracts). They travel with the
+# model as its code_paths, so it loads where the repository is not installed.
+MODEL_CODE = ("fraudops", "fraudops.contracts", "ml", "ml.model", "ml.pyfunc")
+
+
+def stage_model_code(workdir: Path) -> list[str]:
+    """Copy MODEL_CODE under ``workdir``; return the package folders as MLflow ``code_paths``.
+
+    MLflow copies each code path by its base name into the model's ``code/`` folder and puts
+    that folder first on ``sys.path`` at load time: one folder per package keeps the
+    ``ml.pyfunc`` and ``fraudops.contracts`` import names.
+    """
+    root = workdir / "model_code"
+    packages: dict[str, Path] = {}
+    for name in MODEL_CODE:
+        source = Path(importlib.import_module(name).__file__)
+        parts = name.split(".")
+        # A package's file is its __init__.py, in the package's own folder.
+        folder = Path(*parts) if source.name == "__init__.py" else Path(*parts[:-1])
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / folder / source.name)
+        packages[parts[0]] = root / parts[0]
+    return [str(folder) for folder in packages.values()]
 
 
 class FraudPyfunc(mlflow.pyfunc.PythonModel):

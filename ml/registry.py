@@ -53,7 +53,11 @@ def register_candidates(
             "validation_ap": f"{candidate.validation_ap:.6f}",
         }
         model_version = client.create_model_version(
-            name, candidate.model_uri, run_id=candidate.run_id, tags=tags
+            name,
+            candidate.model_uri,
+            run_id=candidate.run_id,
+            tags=tags,
+            model_id=tracking.logged_model_id(candidate.model_uri),
         )
         versions[candidate.kind] = str(model_version.version)
     client.set_registered_model_alias(name, CHALLENGER, versions[evaluation.selected])

@@ -23,7 +23,7 @@ from ml.cost import Cost
 from ml.dataset import TrainingData
 from ml.experiment import mark_machine_learning
 from ml.model import ScoringModel, model_input
-from ml.pyfunc import ARTIFACT
+from ml.pyfunc import ARTIFACT, stage_model_code
 
 ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
 PACKAGES = ("fraudops", "mlflow", "xgboost", "torch", "scikit-learn", "pandas", "numpy")
@@ -164,15 +164,27 @@ def log_scoring_model(model: ScoringModel, example: pd.DataFrame, workdir: Path)
     example = model_input(example.head(5)).reset_index(drop=True)
     with _no_integer_hint():
         signature = infer_signature(example, model.predict_proba(example))
-        info = _log_pyfunc(folder, signature, example)
+        info = _log_pyfunc(folder, signature, example, stage_model_code(workdir))
     return info.model_uri
 
 
-def _log_pyfunc(folder: Path, signature: ModelSignature, example: pd.DataFrame) -> ModelInfo:
+def logged_model_id(model_uri: str) -> str | None:
+    """The logged model's id of a ``models:/m-...`` URI, else None.
+
+    A tracking server registers a version of such a URI only with its ``model_id``.
+    """
+    return model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+
+
+def _log_pyfunc(
+    folder: Path, signature: ModelSignature, example: pd.DataFrame, code_paths: list[str]
+) -> ModelInfo:
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=str(ENTRY_POINT),
         artifacts={ARTIFACT: str(folder)},
+        # The project modules the model runs travel with it: it loads without the checkout.
+        code_paths=code_paths,
         signature=signature,
         input_example=example,
         # Explicit requirements: MLflow's inference would import the model in a subprocess.

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.serving.conftest import feast_repo, registry, world  # noqa: F401
+from tests.serving.conftest import feast_repo, registry, registry_copy, world  # noqa: F401
 
 
 @pytest.fixture

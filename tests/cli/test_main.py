@@ -1,4 +1,4 @@
-"""The ``fraudops`` command line: the environment it prints for the tools the Makefile starts."""
+"""The ``fraudops`` command line: the environment it prints for the tools, the demo's progress."""
 
 from __future__ import annotations
 
@@ -39,3 +39,46 @@ def test_env_refuses_invalid_settings_in_one_line():
     assert printed.stdout == ""
     assert printed.stderr.strip().count("\n") == 0
     assert "FRAUDOPS_SIM_DAYS" in printed.stderr
+
+
+def test_a_demo_job_shows_its_assets_progress_lines_and_no_dagster_events(capsys):
+    import dagster as dg
+
+    from cli.demo import execute_with_progress
+
+    @dg.asset
+    def slow_step(context) -> None:
+        context.log.info("training set: 1,234 rows built")
+        context.log.debug("not for the console")
+        context.log.warning("a warning the console logger prints")
+
+    job = dg.Definitions(assets=[slow_step]).resolve_implicit_global_asset_job_def()
+    instance = dg.DagsterInstance.ephemeral()
+    lines: list[str] = []
+    result = execute_with_progress(job, lines.append, instance=instance)
+    assert result.success
+    # The asset's own INFO line, as it was logged, and none of Dagster's event lines.
+    assert lines == ["  training set: 1,234 rows built"]
+    printed = capsys.readouterr()
+    assert "a warning the console logger prints" in printed.err
+    assert "STEP_START" not in printed.err + printed.out
+    # The run's log (what the Dagster UI shows) has the line as well.
+    logged = [record.user_message for record in instance.all_logs(result.run_id)]
+    assert "training set: 1,234 rows built" in logged
+
+
+def test_a_forced_demo_starts_from_empty_embedded_feast_stores(tmp_path):
+    from cli.demo import reset_embedded_feast
+    from features.store.config import feast_home
+
+    embedded = get_settings(home=tmp_path / "embedded")
+    served = get_settings(home=tmp_path / "served", feast_online_store="redis")
+    for settings in (embedded, served):
+        feast_home(settings).mkdir(parents=True)
+        for name in ("registry.db", "online.db"):
+            (feast_home(settings) / name).write_text("an earlier demo's")
+        reset_embedded_feast(settings)
+    # Over the earlier stores, materialization would take the new marts' days as done.
+    assert sorted(p.name for p in feast_home(embedded).iterdir()) == []
+    # A server-backed online store is not the demo's to reset: the local files stay too.
+    assert sorted(p.name for p in feast_home(served).iterdir()) == ["online.db", "registry.db"]

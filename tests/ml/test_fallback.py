@@ -40,8 +40,20 @@ def registered(tmp_path_factory, tiny_lakehouse, tiny_training_frame):
     home = tmp_path_factory.mktemp("fallback") / "var"
     settings = make_ml_settings(home, tiny_lakehouse.settings, tiny_training_frame)
     champion = _champion(settings)
-    trained, fallback = build_fallback(settings, xgb_space=XGB_SPACE)
+    trained, fallback = build_fallback(settings, xgb_space=XGB_SPACE, progress=PROGRESS.append)
     return settings, champion, trained, fallback
+
+
+# What the fallback's training reported through its progress callback (the run's log).
+PROGRESS: list[str] = []
+
+
+def test_the_fallback_reports_each_step_of_its_training(registered):
+    assert PROGRESS[0].startswith("fallback: grid search on ")
+    trials = [line for line in PROGRESS if line.startswith("fallback: xgboost search: trial")]
+    assert len(trials) == 2  # one per combination of XGB_SPACE
+    assert any(line.startswith("fallback: final fit on ") for line in PROGRESS)
+    assert PROGRESS[-1].startswith("fallback: test AP ")
 
 
 def test_request_time_only_holds_entity_features_at_the_fill_value(tiny_training_frame):

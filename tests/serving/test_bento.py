@@ -1,26 +1,41 @@
-"""The bento: a real ``bentoml build`` ships exactly the modules the scoring service imports."""
+"""The bento: a real ``bentoml build`` ships every module the scoring service imports, and the
+built bento serves with the checkout out of reach."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from fraudops.environ import TELEMETRY_OFF
 from fraudops.settings import REPO_ROOT
+from ml.pyfunc import MODEL_CODE
+from tests.serving import fixtures as fx
 
 BENTOFILE = REPO_ROOT / "bentofile.yaml"
 # MLflow stores this file with each registered model and runs it when the service loads one:
 # what it imports must be in the bento although no module of the service names it.
 MODEL_ENTRY_POINT = REPO_ROOT / "ml" / "pyfunc_entry.py"
 UV_STUB = '#!/bin/sh\necho "uv must not run during this build: $*" >&2\nexit 1\n'
+# The packages of the service's layers and below; nothing of orchestration, cli, lakehouse.
+SHIPPED_PACKAGES = {"fraudops", "features", "ml", "serving"}
+# Dropping the editable install's finder at start-up (site runs sitecustomize after the .pth
+# files) leaves the bento's src as the only place the project's modules can come from.
+NO_CHECKOUT = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not f.__module__.startswith("__editable__")]
+"""
 
 # Run in a clean interpreter on the bento's src only. The editable install's finder maps the
 # project's packages to the checkout, so it is dropped first: a module missing from the bento
@@ -89,12 +104,17 @@ def _imported_project_modules(path: Path, packages: list[str]) -> list[str]:
     return [name for name in names if name.split(".")[0] in packages]
 
 
+def _uv_installed() -> bool:
+    return importlib.util.find_spec("uv") is not None
+
+
 @pytest.fixture(scope="module")
-def bento_src(tmp_path_factory) -> Path:
-    """The src folder of a bento built from bentofile.yaml in a throw-away BentoML home."""
+def bento(tmp_path_factory) -> tuple[Path, str]:
+    """A bento built from bentofile.yaml in a throw-away BentoML home: (home, tag)."""
     root = tmp_path_factory.mktemp("bento")
-    # BentoML looks uv up (and pip-installs it when absent) even when it has nothing to lock:
-    # a uv that fails keeps the venv untouched and fails the build if a lock step ever runs.
+    # With lock_packages: false BentoML never runs uv. A lock step would look uv up and
+    # pip-install it into this virtualenv when absent: a uv on PATH that fails keeps the
+    # virtualenv untouched and fails the build instead.
     stub = root / "bin"
     stub.mkdir()
     (stub / "uv").write_text(UV_STUB)
@@ -108,6 +128,7 @@ def bento_src(tmp_path_factory) -> Path:
         "PIP_NO_INDEX": "1",
     }
     env.pop("BENTOML_BUNDLE_LOCAL_BUILD", None)
+    uv_before = _uv_installed()
     build = subprocess.run(
         [
             str(Path(sys.executable).with_name("bentoml")),
@@ -125,12 +146,20 @@ def bento_src(tmp_path_factory) -> Path:
         timeout=600,
     )
     assert build.returncode == 0, build.stdout + build.stderr
+    assert _uv_installed() == uv_before, "the build installed uv into the virtualenv"
     tag = build.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    return root / "bentoml", tag
+
+
+@pytest.fixture(scope="module")
+def bento_src(bento) -> Path:
+    """The src folder of the built bento."""
+    home, tag = bento
     name, version = tag.split(":")
-    return root / "bentoml" / "bentos" / name / version / "src"
+    return home / "bentos" / name / version / "src"
 
 
-def test_the_bento_holds_exactly_the_modules_the_service_imports(bento_src, tmp_path):
+def test_the_bento_holds_every_module_the_service_imports(bento_src, tmp_path):
     packages = _project_packages()
     service_module = _bentofile()["service"].split(":")[0]
     feast_config = yaml.safe_load((bento_src / "features/repo/feature_store.yaml").read_text())
@@ -168,8 +197,96 @@ def test_the_bento_holds_exactly_the_modules_the_service_imports(bento_src, tmp_
         for path in (bento_src / package).rglob("*.py")
     }
     assert sorted(imported - shipped) == [], "imported but not in the bento"
-    assert sorted(shipped - imported) == [], "in the bento but never imported by the service"
+
+
+def test_the_bento_ships_whole_packages_of_the_service_layers_only(bento_src):
+    shipped = {p.relative_to(bento_src).as_posix() for p in bento_src.rglob("*.py")}
+    assert {path.split("/")[0] for path in shipped} == SHIPPED_PACKAGES
+    # The include globs recurse: every module of these packages, however deep, is there.
+    for package in ("fraudops", "features", "serving"):
+        in_repo = {
+            p.relative_to(REPO_ROOT).as_posix()
+            for p in (REPO_ROOT / package).rglob("*.py")
+            if "__pycache__" not in p.parts
+        }
+        assert sorted(in_repo - shipped - {"serving/batch.py"}) == [], package
     assert "serving/batch.py" not in shipped
+    # Of ml/, the registered model's own code only.
+    model_files = {
+        Path(importlib.util.find_spec(name).origin).relative_to(REPO_ROOT).as_posix()
+        for name in MODEL_CODE
+        if name.startswith("ml")
+    }
+    assert {path for path in shipped if path.startswith("ml/")} == model_files
+
+
+def _serve_bento(bento, env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, str]:
+    """``bentoml serve <tag>`` from the bento store, started outside the checkout."""
+    home, tag = bento
+    isolation = workdir / "isolation"
+    isolation.mkdir()
+    (isolation / "sitecustomize.py").write_text(NO_CHECKOUT)
+    port = fx.free_port()
+    log = (workdir / "bento-serve.log").open("ab")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("bentoml")),
+            "serve",
+            tag,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=workdir,  # `bentoml serve` puts its working folder first on sys.path
+        env={**os.environ, **env, "BENTOML_HOME": str(home), "PYTHONPATH": str(isolation)},
+        stdout=log,
+        stderr=log,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _wait_healthy(process: subprocess.Popen, url: str, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text(errors="replace")[-4000:]
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"the bento did not answer in {timeout:.0f} s: see {log}")
+
+
+def test_the_built_bento_serves_with_the_checkout_out_of_reach(
+    bento, tmp_path, registry, feast_repo
+):
+    env = fx.service_env(tmp_path / "var", registry, feast_repo, serving_api_keys=["bento-key"])
+    process, url = _serve_bento(bento, env, tmp_path)
+    try:
+        _wait_healthy(process, url, tmp_path / "bento-serve.log")
+        assert httpx.get(f"{url}/readyz", timeout=30).status_code == 200
+        answer = httpx.post(
+            f"{url}/v1/score",
+            json={"transaction": fx.transaction(7, 3, 5, 42.5, "2018-05-16T10:15:00Z")},
+            headers={"X-API-Key": "bento-key"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model_version"] == "1"
+        assert body["degraded"] is False
+        assert 0.0 <= body["score"] <= 1.0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log = (tmp_path / "bento-serve.log").read_text(errors="replace")
+    assert "ModuleNotFoundError" not in log
 
 
 def test_the_bento_ships_the_feast_repo_config(bento_src):

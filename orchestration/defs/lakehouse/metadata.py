@@ -87,7 +87,11 @@ def markdown_histogram(
     counts, edges = np.histogram(np.asarray(values, dtype="float64"), bins=bins, range=(low, high))
     top = max(int(counts.max()) if len(counts) else 0, 1)
     rows = [
-        (f"{edges[i]:.1f}-{edges[i + 1]:.1f}", int(n), "█" * max(round(BAR_WIDTH * n / top), n > 0))
+        (
+            f"{edges[i]:.1f}-{edges[i + 1]:.1f}",
+            int(n),
+            "█" * max(round(BAR_WIDTH * n / top), int(n > 0)),
+        )
         for i, n in enumerate(counts)
     ]
     return markdown_table(["range", "rows", ""], rows)

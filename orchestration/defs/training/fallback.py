@@ -38,7 +38,7 @@ def fallback_model(
     """Train and register the fallback model on the training set the candidates used."""
     config = settings.get()
     data = load_training_set(config, version=evaluation.data_version)
-    trained, registered = build_fallback(config, data)
+    trained, registered = build_fallback(config, data, progress=context.log.info)
     context.log.info(
         f"fallback {registered.name} v{registered.version}: test AP "
         f"{trained.metrics['average_precision']:.4f}, serves versions {registered.serves}"
