@@ -58,7 +58,44 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "prediction_log_table": settings.prediction_log_uri,
     }
     env = {f"FRAUDOPS_{name.upper()}": _text(value) for name, value in values.items()}
-    return {**PROCESS_DEFAULTS, **env, "DAGSTER_HOME": str(settings.dagster_home_path)}
+    return {
+        **PROCESS_DEFAULTS,
+        **env,
+        "DAGSTER_HOME": str(settings.dagster_home_path),
+        **profile_env(settings),
+    }
+
+
+# ---- Production profile ----
+# The scoring service's name in its decorator (serving/service.py), which BentoML's
+# configuration is keyed by (tests/production/test_settings_profile.py checks the two agree).
+SCORING_SERVICE_NAME = "fraud_scoring"
+
+
+def profile_env(settings: Settings) -> dict[str, str]:
+    """Variables the tools read directly: the service's workers, the Dagster instance's URL,
+    the object store's options.
+
+    ``BENTOML_CONFIG_OVERRIDES`` sets the number of workers of the scoring service where the
+    settings name one; ``DAGSTER_PG_URL`` is the instance storage that the production
+    ``dagster.yaml`` (``fraudops stack up``) reads, so no credential is written to a file.
+    """
+    env: dict[str, str] = {}
+    if settings.serving_workers is not None:
+        overrides = {"services": {SCORING_SERVICE_NAME: {"workers": settings.serving_workers}}}
+        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+    if settings.profile == "production":
+        env["DAGSTER_PG_URL"] = settings.dagster_postgres_url
+    if settings.lakehouse_root.startswith("s3://"):
+        # The object store's options also as AWS_* variables, for readers that take no
+        # storage options (boto3 in the MLflow server, Feast's file offline store).
+        for key, value in settings.storage_options.items():
+            if key.lower().startswith("aws_"):
+                env[key.upper()] = value
+    return env
+
+
+# ---- end Production profile ----
 
 
 @contextmanager
