@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -64,6 +65,15 @@ def definitions() -> dg.Definitions:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FRAUDOPS_HOME", tempfile.mkdtemp())
         return build_definitions()
+
+
+def test_the_monitoring_domain_loads_without_beta_warnings(tiny_home):
+    # The daemon and every run load the code location: Dagster's beta notices would be noise
+    # in each of their logs (the test settings silence them, so record them here).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monitoring.build_defs(daily_partitions(tiny_home), tiny_home.label_delay_days)
+    assert [str(w.message) for w in caught if issubclass(w.category, dg.BetaWarning)] == []
 
 
 def test_definitions_load_and_every_job_resolves(definitions):

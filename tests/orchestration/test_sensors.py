@@ -146,6 +146,8 @@ def test_key_drift_requests_retraining_once_with_its_figures(tiny_home, sensors,
     assert request.tags[REASON_TAG] == "drift"
     assert request.tags[DAY_TAG] == "2018-05-10"
     assert request.tags["fraudops/key_drift"] == "tx_amount=0.410,score=0.330"
+    # Steps in a process each by default; the closed loop of the demo runs them in one.
+    assert request.run_config == {"execution": {"config": {"multiprocess": {}}}}
     cursor = RetrainCursor.from_json(result.cursor)
     assert cursor.last_request_day == "2018-05-10" and cursor.last_request_at is not None
 

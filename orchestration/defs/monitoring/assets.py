@@ -104,21 +104,27 @@ def _reference_asset() -> dg.AssetsDefinition:
 
 
 def _production_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=PRODUCTION_PROFILE,
+    spec = dg.AssetSpec(
+        PRODUCTION_PROFILE,
         group_name=GROUP,
         kinds={"whylogs", "delta"},
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         # The master data and the day's ingestion are what the quality checks judge against.
         deps=[PREDICTION_LOG, RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_TERMINALS],
-        check_specs=[checks.quality_spec(PRODUCTION_PROFILE)],
-        output_required=False,
+        skippable=True,
         description=(
             "Profile of one transaction day of the prediction log (model inputs, fallback flag, "
             "score, decision) and its data-quality summary. A day the service never scored is "
             "not profiled: with no traffic at all the run skips the drift report."
         ),
+    )
+
+    # A multi-asset of one: its backfill policy is stable API, where @asset's is still beta.
+    @dg.multi_asset(
+        name=PRODUCTION_PROFILE.to_python_identifier(),
+        specs=[spec],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[checks.quality_spec(PRODUCTION_PROFILE)],
     )
     def production_profile(
         context: dg.AssetExecutionContext, settings: SettingsResource
@@ -148,20 +154,25 @@ def _production_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinitio
 
 
 def _drift_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=DRIFT_REPORT,
+    spec = dg.AssetSpec(
+        DRIFT_REPORT,
         group_name=GROUP,
         kinds={"whylogs", "html"},
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[PRODUCTION_PROFILE, REFERENCE_PROFILE],
-        check_specs=[checks.drift_spec(DRIFT_REPORT)],
         description=(
             "The day's production profile against the champion's reference: a drift score per "
             "model input and for the score (Hellinger distance), the columns over their "
             "threshold, the key features among them, data-quality failures; HTML with plots, "
             "a Markdown table and the JSON summary the drift sensor reads."
         ),
+    )
+
+    @dg.multi_asset(
+        name=DRIFT_REPORT.to_python_identifier(),
+        specs=[spec],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[checks.drift_spec(DRIFT_REPORT)],
     )
     def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource):
         resolved = settings.get()
@@ -213,21 +224,17 @@ def _performance_asset(
     labels = dg.AssetDep(
         RAW_FRAUD_REPORTS,
         # Day D's labels are complete with the reports of day D + delay.
+        # The newest label_delay_days days have no report day yet: Dagster refuses a run or
+        # backfill of them (a non-existent upstream partition), as the asset itself would.
         partition_mapping=dg.TimeWindowPartitionMapping(
-            start_offset=label_delay_days,
-            end_offset=label_delay_days,
-            allow_nonexistent_upstream_partitions=True,
+            start_offset=label_delay_days, end_offset=label_delay_days
         ),
     )
-
-    @dg.asset(
-        key=MODEL_PERFORMANCE,
+    spec = dg.AssetSpec(
+        MODEL_PERFORMANCE,
         group_name=GROUP,
         kinds={"scikitlearn", "mlflow"},
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[PREDICTION_LOG, PRODUCTION_PROFILE, labels],
-        check_specs=[checks.performance_spec(MODEL_PERFORMANCE)],
         automation_condition=labels_arrived_condition(dg.AssetSelection.assets(RAW_FRAUD_REPORTS)),
         description=(
             f"The served champion's figures on transaction day D once its labels are known: "
@@ -237,6 +244,14 @@ def _performance_asset(
             "labels are not known fails. AP, card precision@100, Brier, decline and review "
             "precision/recall, recall per scenario, challenger figures, the version's test AP."
         ),
+    )
+
+    @dg.multi_asset(
+        name=MODEL_PERFORMANCE.to_python_identifier(),
+        specs=[spec],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[checks.performance_spec(MODEL_PERFORMANCE)],
     )
     def model_performance(context: dg.AssetExecutionContext, settings: SettingsResource):
         resolved = settings.get()

@@ -85,14 +85,25 @@ def retraining_hold(
     return None
 
 
+def retraining_run_config(settings: Settings) -> dict[str, object]:
+    """Run configuration of a requested retraining run: the executor the settings name."""
+    return {"execution": {"config": {settings.retrain_executor: {}}}}
+
+
 def _request(
-    reason: str, day: str, figures: dict[str, str], cursor: RetrainCursor, now: float
+    reason: str,
+    day: str,
+    figures: dict[str, str],
+    cursor: RetrainCursor,
+    now: float,
+    settings: Settings,
 ) -> dg.SensorResult:
     """The one retraining request for ``(reason, day)``; the cursor remembers it."""
     cursor.last_request_at, cursor.last_request_day = now, day
     request = dg.RunRequest(
         run_key=f"{reason}:{day}",
         job_name=RETRAINING_JOB,
+        run_config=retraining_run_config(settings),
         tags={REASON_TAG: reason, DAY_TAG: day, **figures},
     )
     return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
@@ -166,7 +177,7 @@ def evaluate_drift(
     if hold is not None:
         return _skip(f"{day}: key drift ({drifted}) but {hold}", cursor)
     context.log.info(f"{day}: key drift ({drifted}): requesting {RETRAINING_JOB}")
-    return _request("drift", day, _drift_figures(report), cursor, now)
+    return _request("drift", day, _drift_figures(report), cursor, now, settings)
 
 
 def _performance_figures(perf: DayPerformance, reasons: list[str]) -> dict[str, str]:
@@ -220,7 +231,7 @@ def evaluate_performance(
     if hold is not None:
         return _skip(f"{day}: under the floors ({why}) but {hold}", cursor)
     context.log.info(f"{day}: under the floors ({why}): requesting {RETRAINING_JOB}")
-    return _request("performance", day, _performance_figures(perf, reasons), cursor, now)
+    return _request("performance", day, _performance_figures(perf, reasons), cursor, now, settings)
 
 
 def build_sensors(interval_s: int | None = None) -> list[dg.SensorDefinition]:
