@@ -106,6 +106,19 @@ def make_splits(frame: pd.DataFrame, settings: Settings) -> Splits:
     return Splits(validation, test, validation_train, validation_test, train, test_frame)
 
 
+def _final_xgboost_fit(
+    train: pd.DataFrame, params: Mapping[str, object], seed: int, settings: Settings | None
+) -> ScoringModel:
+    """The XGBoost candidate's fit on the training window, where the settings say it runs."""
+    if settings is None or settings.training_engine == "local":
+        return train_xgboost(train, params, seed)
+    # Imported here: dask starts nothing at import, but it is only needed on this path.
+    from ml.distributed import dask_client, train_xgboost_dask
+
+    with dask_client(settings) as client:
+        return train_xgboost_dask(train, params, seed, client)
+
+
 def _fit(
     kind: Kind,
     splits: Splits,
@@ -113,6 +126,7 @@ def _fit(
     xgb_space: Mapping[str, Sequence[object]],
     mlp_params: Mapping[str, object],
     progress: Progress | None = None,
+    settings: Settings | None = None,
 ) -> tuple[ScoringModel, float, float, dict[str, object]]:
     """Model on the training window, its validation AP, its training time and its params."""
     if kind == "xgboost":
@@ -124,7 +138,7 @@ def _fit(
         validation_ap = max(t["validation_ap"] for t in trials)
         _say(progress, f"xgboost: final fit on {len(splits.train):,} training rows")
         started = time.perf_counter()
-        model = train_xgboost(splits.train, params, seed)
+        model = _final_xgboost_fit(splits.train, params, seed, settings)
     else:
         params = dict(mlp_params)
         _say(progress, f"torch: validation fit on {len(splits.validation_train):,} rows")
@@ -179,12 +193,13 @@ def _train_candidate(
         tracking.log_dataset(data, splits.train, "training")
         tracking.log_dataset(data, splits.validation_test, "validation")
         model, validation_ap, seconds, params = _fit(
-            kind, splits, seed, xgb_space, mlp_params, progress
+            kind, splits, seed, xgb_space, mlp_params, progress, settings
         )
         _say(progress, f"{kind}: validation AP {validation_ap:.4f}; logging the model to MLflow")
         mlflow.log_params(
             {
                 "model_kind": kind,
+                "training_engine": settings.training_engine if kind == "xgboost" else "local",
                 "seed": seed,
                 "train_rows": len(splits.train),
                 "data_version": data.version,

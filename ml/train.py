@@ -33,18 +33,18 @@ Progress = Callable[[str], None]
 MONOTONE = "(" + ",".join("1" if c == "tx_amount" else "0" for c in FEATURE_COLUMNS) + ")"
 
 
-def _labels(frame: pd.DataFrame) -> np.ndarray:
+def labels(frame: pd.DataFrame) -> np.ndarray:
+    """The training label as XGBoost takes it."""
     return frame["is_fraud"].to_numpy(dtype="float32")
 
 
-def train_xgboost(train: pd.DataFrame, params: Mapping[str, object], seed: int) -> ScoringModel:
-    """Fit the scaler and an XGBoost booster on the training rows."""
-    scaler = Scaler.fit(train)
-    booster_params = {
+def booster_params(params: Mapping[str, object], seed: int, threads: int = THREADS) -> dict:
+    """XGBoost's training parameters of a candidate: the search's ``params`` and the fixed ones."""
+    return {
         "objective": "binary:logistic",
         "eval_metric": "aucpr",
         "tree_method": "hist",
-        "nthread": THREADS,
+        "nthread": threads,
         "seed": seed,
         "max_depth": params["max_depth"],
         "learning_rate": params["learning_rate"],
@@ -55,9 +55,14 @@ def train_xgboost(train: pd.DataFrame, params: Mapping[str, object], seed: int) 
         # Domain prior: a larger amount, all else equal, never lowers the fraud score.
         "monotone_constraints": MONOTONE,
     }
+
+
+def train_xgboost(train: pd.DataFrame, params: Mapping[str, object], seed: int) -> ScoringModel:
+    """Fit the scaler and an XGBoost booster on the training rows."""
+    scaler = Scaler.fit(train)
     booster = xgb.train(
-        booster_params,
-        xgb.DMatrix(scaler.transform(train), label=_labels(train)),
+        booster_params(params, seed),
+        xgb.DMatrix(scaler.transform(train), label=labels(train)),
         num_boost_round=int(params["num_boost_round"]),
     )
     return ScoringModel("xgboost", scaler, booster, {**params, "seed": seed})
@@ -102,7 +107,7 @@ def train_mlp(
     """Fit the scaler and a torch MLP (Adam, binary cross-entropy) on the training rows."""
     scaler = Scaler.fit(train)
     x = torch.from_numpy(scaler.transform(train))
-    y = torch.from_numpy(_labels(train))
+    y = torch.from_numpy(labels(train))
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     torch.manual_seed(seed)
