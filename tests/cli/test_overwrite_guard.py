@@ -79,13 +79,13 @@ def test_demo_refuses_to_replace_landed_extracts_without_force(home, demo_calls)
     landed = extract_path(settings.landing_path, "transactions", settings.sim_start_date)
     landed.parent.mkdir(parents=True)
     landed.write_bytes(b"an extract")
-    _usage_error(_invoke("demo", *TINY, "--days", "3"), "extracts", "--force")
+    _usage_error(_invoke("demo", *TINY, "--days", "60"), "extracts", "--force")
     assert demo_calls == []
     assert landed.read_bytes() == b"an extract"
 
 
 def test_demo_runs_on_an_empty_runtime_folder(home, demo_calls):
-    assert _invoke("demo", *TINY, "--days", "3").exit_code == 0
+    assert _invoke("demo", *TINY, "--days", "60").exit_code == 0
     assert demo_calls == [{"force": False}]
     assert (home / "dagster" / "dagster.yaml").exists()
 
