@@ -43,6 +43,11 @@ run_coordinator:
     tag_concurrency_limits:
       - key: dagster/backfill
         limit: 1
+# A run that fails (its storage lost under it, a node gone) is re-executed from its failure
+# by the daemon, so an outage of the storage loses no run.
+run_retries:
+  enabled: true
+  max_retries: 2
 """
 
 

@@ -87,6 +87,11 @@ def test_postgres_lost_under_the_daemon_mlflow_and_feast(stack, demo_result):
     terminated = cut_connections(settings)
     back_at = time.monotonic()
     in_flight_status = _wait_status(client, in_flight, {"SUCCESS", "FAILURE", "CANCELED"})
+    # A run the outage failed is re-executed by the daemon (run_retries): the run is lost only
+    # if its last retry fails too.
+    retried = _retries(client, settings, in_flight) if in_flight_status == "FAILURE" else []
+    if retried:
+        in_flight_status = _wait_status(client, retried[-1], {"SUCCESS", "FAILURE", "CANCELED"})
     # A run submitted after the outage: the webserver enqueues, the daemon launches. The
     # webserver's first write can still meet a connection the outage closed; it answers with an
     # error, and the client submits again, as any client of a server that just restarted does.
@@ -121,6 +126,7 @@ def test_postgres_lost_under_the_daemon_mlflow_and_feast(stack, demo_result):
                 "outage_s": round(back_at - cut_at, 1),
                 "connections_terminated": terminated,
                 "run_in_flight": in_flight_status,
+                "run_in_flight_retries": len(retried),
                 "run_after": after_status,
                 "failed_submissions_after_outage": failed_submissions,
                 "runs_not_started": sorted(
@@ -139,6 +145,36 @@ def test_postgres_lost_under_the_daemon_mlflow_and_feast(stack, demo_result):
     assert experiment
     assert views == ["customer_features", "terminal_features"]
     assert {in_flight, after} <= {r.run_id for r in runs}
+
+
+def _retries(client, settings, run_id: str, timeout: float = 120.0) -> list[str]:
+    """The re-executions the daemon made of ``run_id`` after it failed, oldest first."""
+    import dagster as dg
+
+    from fraudops.environ import exported, settings_env
+
+    chain, deadline = [], time.monotonic() + timeout
+    with exported(settings_env(settings)):
+        instance = dg.DagsterInstance.get()
+        try:
+            while time.monotonic() < deadline:
+                children = instance.get_run_ids(
+                    filters=dg.RunsFilter(
+                        tags={"dagster/parent_run_id": chain[-1] if chain else run_id}
+                    )
+                )
+                if children:
+                    chain.append(children[0])
+                    if (
+                        _wait_status(client, chain[-1], {"SUCCESS", "FAILURE", "CANCELED"})
+                        != "FAILURE"
+                    ):
+                        return chain
+                else:
+                    time.sleep(1.0)
+        finally:
+            instance.dispose()
+    return chain
 
 
 def _runs():
