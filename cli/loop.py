@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import httpx
 from cli.daemon import DaemonProcess
 from cli.launcher import ServiceProcess
 from cli.live import scoring_requests
-from fraudops.environ import settings_env
+from fraudops.environ import exported, settings_env
 from fraudops.settings import Settings, SimDrift
 
 Say = Callable[[str], None]
@@ -443,96 +442,100 @@ def run_loop(
     settings = loop_settings(settings, days, drift, sensor_interval_s, cooldown_s, train_days)
     env = settings_env(settings)
     # The daily job runs in this process and reads its settings from the environment.
-    os.environ.update(env)
-    old_champion = champion_version(settings)
-    say(
-        f"closed loop: {days} further days from {first}, {kind} from {drift_day} "
-        f"(intensity {intensity}); champion v{old_champion}"
-    )
-    # The daemon loads the code location while the service starts: both take a while.
-    daemon = DaemonProcess(env, settings.dagster_home_path / "daemon.log").launch()
-    rows: list[LoopDay] = []
-    result = LoopResult(rows, old_champion, old_champion)
-    log = settings.home / "serving" / "loop-service.log"
-    try:
-        port = {"port": service_port} if service_port else {}
-        service = ServiceProcess(env, log, **port).start()
-    except BaseException:
-        daemon.stop()
-        raise
-    say(f"scoring service up at {service.url}")
-    try:
-        daemon.wait_ready()
-    except BaseException:
-        service.stop()
-        raise
-    say(f"Dagster daemon up (sensors tick every {settings.monitoring_sensor_interval_s} s)")
-    headers = {"X-API-Key": settings.serving_api_keys[0]}
-    try:
-        with httpx.Client(base_url=service.url, headers=headers, timeout=120) as client:
-            for index in range(days):
-                day = first + dt.timedelta(days=index)
-                started = time.perf_counter()
-                row = LoopDay(day=day, drifted=day >= drift_day)
-                requests = land_day(settings, day)
+    with exported(env):
+        old_champion = champion_version(settings)
+        say(
+            f"closed loop: {days} further days from {first}, {kind} from {drift_day} "
+            f"(intensity {intensity}); champion v{old_champion}"
+        )
+        # The daemon loads the code location while the service starts: both take a while.
+        daemon = DaemonProcess(env, settings.dagster_home_path / "daemon.log").launch()
+        rows: list[LoopDay] = []
+        result = LoopResult(rows, old_champion, old_champion)
+        log = settings.home / "serving" / "loop-service.log"
+        try:
+            port = {"port": service_port} if service_port else {}
+            service = ServiceProcess(env, log, **port).start()
+        except BaseException:
+            daemon.stop()
+            raise
+        say(f"scoring service up at {service.url}")
+        try:
+            daemon.wait_ready()
+        except BaseException:
+            service.stop()
+            raise
+        say(f"Dagster daemon up (sensors tick every {settings.monitoring_sensor_interval_s} s)")
+        headers = {"X-API-Key": settings.serving_api_keys[0]}
+        try:
+            with httpx.Client(base_url=service.url, headers=headers, timeout=120) as client:
+                for index in range(days):
+                    day = first + dt.timedelta(days=index)
+                    started = time.perf_counter()
+                    row = LoopDay(day=day, drifted=day >= drift_day)
+                    requests = land_day(settings, day)
+                    say(
+                        f"day {index + 1}/{days} {day}{' (drifted)' if row.drifted else ''}: "
+                        f"{len(requests):,} transactions to the service, then the daily job ..."
+                    )
+                    answers = serve_day(client, settings, requests)
+                    closed = time.time()
+                    row.transactions = len(answers)
+                    row.served_by = sorted({a["model_version"] for a in answers})
+                    row.decisions = dict(Counter(a["decision"] for a in answers))
+                    # The prediction log is flushed every serving_log_flush_s: let the day in.
+                    time.sleep(settings.serving_log_flush_s + 1.0)
+                    job_started = time.time()
+                    run_job(settings, DAILY_JOB, say, partition=day.isoformat())
+                    written = report_written_at(settings, day)
+                    if written is not None:
+                        row.report_after_s = written - closed
+                    row.key_drift, row.alerts = _key_drift(settings, day)
+                    # The daemon may act on the report before the daily job's last steps end.
+                    ticks = wait_for_ticks(
+                        job_started, day, 6 * settings.monitoring_sensor_interval_s + 30
+                    )
+                    row.sensor = [f"{t.sensor}: {t.text}" for t in ticks]
+                    _record_request(row, ticks, closed, timeout=120)
+                    row.seconds = time.perf_counter() - started
+                    say(
+                        f"  {day}: {row.transactions:,} tx, served by v{'/v'.join(row.served_by)}, "
+                        f"{row.decisions}, alerts {row.alerts or 'none'}; "
+                        + "; ".join(row.sensor or ["no sensor tick"])
+                        + f" ({row.seconds:.0f} s)"
+                    )
+                    rows.append(row)
+                wait_for_retraining(say, timeout=retrain_timeout_s)
+                result.decisions = gate_decisions(
+                    [r.retraining_run for r in rows if r.retraining_run]
+                )
+                for line in result.decisions:
+                    say(f"  retraining {line}")
+                result.champion_after = champion_version(settings)
+                # Transactions of the day after the loop: the online store now holds the features
+                # as of the last day's end, which only later transactions may use (an earlier one
+                # would be answered degraded, by the fallback model).
+                probes = next_day_requests(settings, first + dt.timedelta(days=days))[:20]
+                result.served_after = wait_for_served_version(
+                    client, probes, result.champion_after, timeout=60
+                )
                 say(
-                    f"day {index + 1}/{days} {day}{' (drifted)' if row.drifted else ''}: "
-                    f"{len(requests):,} transactions to the service, then the daily job ..."
+                    f"champion v{result.champion_before} -> v{result.champion_after}; "
+                    f"the service answers with v{result.served_after}"
                 )
-                answers = serve_day(client, settings, requests)
-                closed = time.time()
-                row.transactions = len(answers)
-                row.served_by = sorted({a["model_version"] for a in answers})
-                row.decisions = dict(Counter(a["decision"] for a in answers))
-                # The prediction log is flushed every serving_log_flush_s: let the day in.
-                time.sleep(settings.serving_log_flush_s + 1.0)
-                job_started = time.time()
-                run_job(settings, DAILY_JOB, say, partition=day.isoformat())
-                written = report_written_at(settings, day)
-                if written is not None:
-                    row.report_after_s = written - closed
-                row.key_drift, row.alerts = _key_drift(settings, day)
-                # The daemon may act on the report before the daily job's last steps end.
-                ticks = wait_for_ticks(
-                    job_started, day, 6 * settings.monitoring_sensor_interval_s + 30
-                )
-                row.sensor = [f"{t.sensor}: {t.text}" for t in ticks]
-                _record_request(row, ticks, closed, timeout=120)
-                row.seconds = time.perf_counter() - started
-                say(
-                    f"  {day}: {row.transactions:,} tx, served by v{'/v'.join(row.served_by)}, "
-                    f"{row.decisions}, alerts {row.alerts or 'none'}; "
-                    + "; ".join(row.sensor or ["no sensor tick"])
-                    + f" ({row.seconds:.0f} s)"
-                )
-                rows.append(row)
-            wait_for_retraining(say, timeout=retrain_timeout_s)
-            result.decisions = gate_decisions([r.retraining_run for r in rows if r.retraining_run])
-            for line in result.decisions:
-                say(f"  retraining {line}")
-            result.champion_after = champion_version(settings)
-            # Transactions of the day after the loop: the online store now holds the features
-            # as of the last day's end, which only later transactions may use (an earlier one
-            # would be answered degraded, by the fallback model).
-            probes = next_day_requests(settings, first + dt.timedelta(days=days))[:20]
-            result.served_after = wait_for_served_version(
-                client, probes, result.champion_after, timeout=60
-            )
-            say(
-                f"champion v{result.champion_before} -> v{result.champion_after}; "
-                f"the service answers with v{result.served_after}"
-            )
-    finally:
-        service.stop()
-        daemon.stop()
-    # The newest challenger of the loop's retrains, promoted or not: what retraining gave.
-    retrained = [d.challenger_version for d in result.decisions if d.decision is not None]
-    result.retrained = retrained[-1] if retrained else None
-    say("scoring each day's logged traffic with the old champion and the newest challenger ...")
-    score_days(settings, rows, result.champion_before, result.retrained or result.champion_before)
-    path = write_loop_latency(settings, rows)
-    say(f"loop latency figures written to {path}")
-    return result
+        finally:
+            service.stop()
+            daemon.stop()
+        # The newest challenger of the loop's retrains, promoted or not: what retraining gave.
+        retrained = [d.challenger_version for d in result.decisions if d.decision is not None]
+        result.retrained = retrained[-1] if retrained else None
+        say("scoring each day's logged traffic with the old champion and the newest challenger ...")
+        score_days(
+            settings, rows, result.champion_before, result.retrained or result.champion_before
+        )
+        path = write_loop_latency(settings, rows)
+        say(f"loop latency figures written to {path}")
+        return result
 
 
 def summary_table(rows: list[LoopDay]) -> str:
