@@ -26,10 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_serving import SIM
+from benchmarks.bench_serving import SIM, champion_world
 from benchmarks.common import write_figures
-from fraudops.settings import Settings, get_settings
-from lakehouse.ingestion import ingest_simulation
+from fraudops.settings import Settings
 from tests.serving import fairness
 from tests.serving import fixtures as fx
 
@@ -48,12 +47,7 @@ DEFAULT_LIMITS = {
 
 
 def _sandbox(root: Path) -> tuple[dict[str, str], fairness.Traffic]:
-    settings = get_settings(home=root / "lake", **SIM)
-    ingest_simulation(settings)
-    world = fx.build_world(settings)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    fx.register_scoring_model(uri, root, world)
-    fx.set_alias(uri, "champion", 1)
+    uri, world = champion_world(root)
     repo = fx.build_feast_repo(root / "feast", world)
     env = fx.service_env(
         root / "service", uri, repo, serving_api_keys=[FLOOD_KEY, POLITE_KEY], **DEFAULT_LIMITS

@@ -27,12 +27,10 @@ from pathlib import Path
 
 import uvloop
 
-from benchmarks.bench_serving import KEY, SIM, _bodies, _Ids, _requests
+from benchmarks.bench_serving import KEY, _bodies, _Ids, _requests, champion_world
 from benchmarks.common import write_figures
 from benchmarks.loadgen import closed_loop
 from cli.launcher import free_port
-from fraudops.settings import get_settings
-from lakehouse.ingestion import ingest_simulation
 from tests.serving import fixtures as fx
 
 CONCURRENCY = (8, 32)
@@ -79,12 +77,7 @@ def _service_env(root: Path, name: str, uri: str, repo: Path, **values: object) 
 
 
 def _run(root: Path, seconds: float) -> dict:
-    settings = get_settings(home=root / "lake", **SIM)
-    ingest_simulation(settings)
-    world = fx.build_world(settings)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    fx.register_scoring_model(uri, root, world)
-    fx.set_alias(uri, "champion", 1)
+    uri, world = champion_world(root)
     redis_process, connection = _redis(root)
     try:
         sqlite_repo = fx.build_feast_repo(root / "feast-sqlite", world)

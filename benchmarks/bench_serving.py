@@ -64,13 +64,19 @@ SINGLE_PER_S = 3_000
 BATCH_PER_S = 50
 
 
-def _sandbox(root: Path) -> tuple[dict[str, str], fx.TinyWorld]:
+def champion_world(root: Path) -> tuple[str, fx.TinyWorld]:
+    """The sandbox world under ``root`` and its tracking URI, an XGBoost champion registered."""
     settings = get_settings(home=root / "lake", **SIM)
     ingest_simulation(settings)
     world = fx.build_world(settings)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     fx.register_scoring_model(uri, root, world)
     fx.set_alias(uri, "champion", 1)
+    return uri, world
+
+
+def _sandbox(root: Path) -> tuple[dict[str, str], fx.TinyWorld]:
+    uri, world = champion_world(root)
     repo = fx.build_feast_repo(root / "feast", world)
     env = fx.service_env(
         root / "service",
