@@ -39,7 +39,7 @@ demo: setup
 	$(BIN)/fraudops demo $(DEMO_ARGS)
 
 # The end-to-end tests (marked `e2e`: the demo loop with the real Dagster daemon, the local
-# production stack and its faults) start processes and take about 15 minutes on 2 cores:
+# production stack and its faults) start processes and take 7-10 minutes on 2 cores:
 # `make test-e2e` runs them, apart from the suite.
 test: setup
 	$(BIN)/pytest -m "not e2e"
