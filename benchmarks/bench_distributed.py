@@ -29,6 +29,7 @@ from fraudops.settings import Settings, get_settings
 from ml.dataset import load_training_set
 from ml.distributed import dask_client, train_xgboost_dask
 from ml.pipeline import make_splits
+from ml.split import labelled_days_needed
 from ml.train import train_xgboost
 
 # The reference search's usual winner (docs/training.md): deep trees, 100 rounds.
@@ -55,12 +56,7 @@ def _prepare(settings: Settings, ingest: bool) -> float:
     # Only the days the protocol reads (validation and test windows, the label delay and the
     # known-card memory before the test window): the whole history's point-in-time join at
     # 10x does not fit in memory on one 24 GiB machine.
-    recent_days = (
-        settings.train_days
-        + settings.label_delay_days
-        + 2 * settings.test_days
-        + settings.known_card_memory_days
-    )
+    recent_days = labelled_days_needed(settings) + settings.known_card_memory_days
     frame = feature_store.build_training_set(store, settings, recent_days=recent_days)
     feature_store.write_training_set(settings, frame)
     return time.perf_counter() - started

@@ -84,7 +84,9 @@ def _check_protocol_days(settings: Settings) -> None:
     """Refuse a demo too short for the training protocol, which would fail in retraining."""
     # Labels come label_delay_days late; the protocol's splits need train + gap + two test
     # windows of labelled days (ml/split.py protocol_splits).
-    labelled = settings.train_days + settings.label_delay_days + 2 * settings.test_days
+    from ml.split import labelled_days_needed
+
+    labelled = labelled_days_needed(settings)
     needed = labelled + settings.label_delay_days
     if settings.sim_days < needed:
         _usage_error(

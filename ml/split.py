@@ -42,6 +42,11 @@ def time_split(
     return TimeSplit(train_start, train_end, test_start, test_end)
 
 
+def labelled_days_needed(settings: Settings) -> int:
+    """Labelled days the protocol's (validation, test) splits need: train, gap, two test windows."""
+    return settings.train_days + settings.label_delay_days + 2 * settings.test_days
+
+
 def protocol_splits(frame: pd.DataFrame, settings: Settings) -> tuple[TimeSplit, TimeSplit]:
     """The (validation, test) splits of a training frame under the configured protocol."""
     last_day = frame["tx_date"].max()
@@ -50,9 +55,9 @@ def protocol_splits(frame: pd.DataFrame, settings: Settings) -> tuple[TimeSplit,
     validation = time_split(*args, shift_days=settings.test_days)
     first_day = frame["tx_date"].min()
     if validation.train_start < first_day:
-        needed = settings.train_days + settings.label_delay_days + 2 * settings.test_days
         raise ValueError(
-            f"training set covers {first_day}..{last_day}, the protocol needs {needed} labelled "
+            f"training set covers {first_day}..{last_day}, the protocol needs "
+            f"{labelled_days_needed(settings)} labelled "
             "days; ingest more days or lower FRAUDOPS_TRAIN_DAYS / FRAUDOPS_TEST_DAYS"
         )
     return validation, test
