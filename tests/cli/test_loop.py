@@ -19,19 +19,11 @@ from ml.gate import PROMOTED
 from monitoring.reference import champion_version
 from orchestration.defs.dbt.resources import prepare_dbt_project
 from tests.conftest import TINY
+from tests.production.conftest import GATE_OPEN  # the gate promotes any challenger
 
 # A training window the tiny simulation holds (the defaults need more days than it has).
 PROTOCOL = {"train_days": 12, "test_days": 7, "known_card_memory_days": 0}
 SERVICE_PORT = 22_080
-# The gate promotes any challenger: the test is about the loop, not about which model wins
-# (a negative AP margin and open floors make the challenger beat the champion every time).
-GATE_OPEN = {
-    "promotion_ap_margin": -1.0,
-    "promotion_min_ap": 0.0,
-    "promotion_min_roc_auc": 0.0,
-    "promotion_max_p99_ms": 10_000.0,
-    "promotion_backtest_max_ap_drop": 1.0,
-}
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from fraudops.settings import Settings, get_settings
 from tests.conftest import TINY, require_service
 
 # A training window the tiny simulation holds, and a gate that promotes any challenger: the
-# tests are about the stack, not about which model wins (as tests/cli/test_loop.py).
+# tests are about the stack and the loop, not about which model wins (tests/cli/test_loop.py
+# takes the gate from here): a negative AP margin and open floors promote every challenger.
 PROTOCOL = {"train_days": 12, "test_days": 7, "known_card_memory_days": 0}
 GATE_OPEN = {
     "promotion_ap_margin": -1.0,
