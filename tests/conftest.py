@@ -15,8 +15,16 @@ from lakehouse.ingestion import Lakehouse, ingest_simulation
 TINY = {"sim_customers": 60, "sim_terminals": 120, "sim_days": 45}
 
 
+# Variables a caller (e.g. `make test`, which exports FRAUDOPS_HOME) passes down that would make
+# the tests depend on where they were started from.
+_INHERITED = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _no_telemetry() -> None:
+def _hermetic_process() -> None:
+    """No telemetry, and none of the caller's FRAUDOPS_* or make variables."""
+    for name in [n for n in os.environ if n.startswith("FRAUDOPS_") or n in _INHERITED]:
+        del os.environ[name]
     set_process_defaults()
 
 

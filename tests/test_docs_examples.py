@@ -204,7 +204,11 @@ def make_targets() -> set[str]:
 def make_dry_run(*args: str) -> str:
     """What ``make -n`` would run (nothing runs)."""
     run = subprocess.run(
-        ["make", "-n", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        ["make", "-n", "--no-print-directory", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
     return run.stdout
