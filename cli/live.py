@@ -9,6 +9,7 @@ with the simulator's ground truth and counts the prediction-log rows written.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -48,6 +49,21 @@ def scoring_requests(table) -> list[dict]:
     ]
 
 
+# A 429 names how long to wait (Retry-After); a polite client waits that long, this often.
+RATE_LIMITED_ATTEMPTS = 30
+
+
+def score_batch(client: httpx.Client, chunk: list[dict]) -> list[dict]:
+    """One batch's answers, waiting out the service's per-key rate limit when it answers 429."""
+    for _ in range(RATE_LIMITED_ATTEMPTS):
+        response = client.post("/v1/score/batch", json={"transactions": chunk})
+        if response.status_code != 429:
+            break
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    response.raise_for_status()
+    return response.json()["results"]
+
+
 def score_live_day(
     settings: Settings,
     say: Say = print,
@@ -80,9 +96,7 @@ def score_live_day(
             say(f"  POST /v1/score {transactions[0]} ->\n  {results[0]}")
             for start in range(5, len(transactions), settings.serving_max_batch):
                 chunk = transactions[start : start + settings.serving_max_batch]
-                answer = client.post("/v1/score/batch", json={"transactions": chunk})
-                answer.raise_for_status()
-                results.extend(answer.json()["results"])
+                results.extend(score_batch(client, chunk))
     finally:
         server.stop()
     decisions = Counter(r["decision"] for r in results)

@@ -24,7 +24,7 @@ import httpx
 
 from cli.daemon import DaemonProcess
 from cli.launcher import ServiceProcess
-from cli.live import scoring_requests
+from cli.live import score_batch, scoring_requests
 from fraudops.environ import exported, settings_env
 from fraudops.settings import Settings, SimDrift
 
@@ -112,26 +112,11 @@ def next_day_requests(settings: Settings, day: dt.date) -> list[dict]:
     return scoring_requests(simulator.simulate_day(day).transactions)
 
 
-# A 429 names how long to wait (Retry-After); a polite client waits that long, this often.
-RATE_LIMITED_ATTEMPTS = 30
-
-
-def _score_batch(client: httpx.Client, chunk: list[dict]) -> list[dict]:
-    """One batch's answers, waiting out the service's per-key rate limit when it answers 429."""
-    for _ in range(RATE_LIMITED_ATTEMPTS):
-        response = client.post("/v1/score/batch", json={"transactions": chunk})
-        if response.status_code != 429:
-            break
-        time.sleep(float(response.headers.get("Retry-After", "1")))
-    response.raise_for_status()
-    return response.json()["results"]
-
-
 def serve_day(client: httpx.Client, settings: Settings, requests: list[dict]) -> list[dict]:
     """Send the day's transactions to the batch endpoint; the answers in order."""
     answers: list[dict] = []
     for start in range(0, len(requests), settings.serving_max_batch):
-        answers.extend(_score_batch(client, requests[start : start + settings.serving_max_batch]))
+        answers.extend(score_batch(client, requests[start : start + settings.serving_max_batch]))
     return answers
 
 

@@ -163,9 +163,11 @@ class Settings(BaseSettings):
     # Online scoring service (docs/serving.md). The default key is for local use only: set
     # FRAUDOPS_SERVING_API_KEYS='["..."]' everywhere else.
     serving_api_keys: list[str] = ["fraudops-dev-key"]
-    # Sized from one worker's measured capacity (docs/serving.md#sizing-the-rate-limit).
-    serving_rate_limit_per_s: float = 400.0
-    serving_rate_limit_burst: int = 100
+    # Sized from one worker's measured capacity C (docs/serving.md#sizing-the-rate-limit): a
+    # sixth of it per key, a quarter second of that as burst; at a third, one key at full speed
+    # took another's p99 past twice its unloaded value.
+    serving_rate_limit_per_s: float = Field(default=250.0, gt=0)
+    serving_rate_limit_burst: int = Field(default=60, ge=1)
     serving_max_body_bytes: int = 1_048_576
     serving_max_batch: int = 1_000
     serving_max_amount: float = 1_000_000.0
@@ -211,6 +213,15 @@ class Settings(BaseSettings):
     # The per-key rate limit counts tokens: one per started this-many bytes of a request's body
     # (a single transaction costs 1, a batch of 1,000 about 30).
     serving_rate_limit_bytes_per_token: int = Field(default=4_096, ge=256)
+    # A rate-limited request's 429 is held this long (a timer, no CPU) before it is sent: a
+    # client retrying at once then makes a few refusals a second per connection instead of
+    # thousands, which cost the worker the CPU other keys need. 0 answers at once. Kept well
+    # under the header and body deadlines, and under Retry-After (at least 1 s) anyway.
+    serving_rate_limit_hold_s: float = Field(default=0.5, ge=0.0, le=2.0)
+    # Refusals held at once, per key and in the worker (a task and a timer each, and up to
+    # 64 KiB of unread body): beyond them the 429 is sent at once and closes its connection.
+    serving_rate_limit_max_held_per_key: int = Field(default=64, ge=0)
+    serving_rate_limit_max_held: int = Field(default=256, ge=0)
     serving_bentoml_dir: Path | None = Field(
         default=None,
         description="Parent of the per-instance BentoML homes (<serving_state_dir>/bentoml).",

@@ -10,6 +10,13 @@ The rate limit counts work, not requests: a request costs one token per started
 140 bytes, costs 1; a batch of 1,000, about 120-130 KB, costs 29-32 with the default 4 KiB), since a
 batch of 1,000 costs the worker about as much as 30 single requests. A body without a
 ``Content-Length`` (chunked) costs a full bucket.
+
+A rate-limited request's 429 is held ``serving_rate_limit_hold_s`` before it is sent (a timer:
+no CPU), so a client retrying at once makes a few refusals per second per connection instead
+of thousands, whose parsing and answers would otherwise take the worker's CPU from the other
+keys. Holds are counted per key and in all (``serving_rate_limit_max_held_per_key``,
+``serving_rate_limit_max_held``): beyond them the 429 is sent at once and closes its connection.
+Held refusals are not in flight: they never count against the caps of admitted work.
 """
 
 from __future__ import annotations
@@ -58,6 +65,9 @@ class Admission:
         max_in_flight: int,
         max_in_flight_per_key: int,
         bytes_per_token: int = 4_096,
+        hold_s: float = 0.0,
+        max_held_per_key: int = 0,
+        max_held: int = 0,
     ) -> None:
         self.keys = [k.encode() for k in keys]
         self.bytes_per_token = bytes_per_token
@@ -66,6 +76,11 @@ class Admission:
         self.max_per_key = max_in_flight_per_key
         self.in_flight = 0
         self.per_key: dict[bytes, int] = {}
+        self.hold_s = hold_s
+        self.max_held_per_key = max_held_per_key
+        self.max_held = max_held
+        self.held = 0
+        self.held_per_key: dict[bytes, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admission:
@@ -77,6 +92,9 @@ class Admission:
             settings.serving_max_concurrency,
             settings.serving_max_in_flight_per_key,
             settings.serving_rate_limit_bytes_per_token,
+            settings.serving_rate_limit_hold_s,
+            settings.serving_rate_limit_max_held_per_key,
+            settings.serving_rate_limit_max_held,
         )
 
     def valid_key(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -142,3 +160,25 @@ class Admission:
                 self.per_key[ticket.key] = left
             else:
                 del self.per_key[ticket.key]
+
+    def holds(self, refusal: Refusal) -> bool:
+        """Whether this kind of refusal is held before it is sent (rate limits, when enabled)."""
+        return refusal.reason == "rate_limit" and self.hold_s > 0
+
+    def hold(self, key: bytes) -> bool:
+        """Take a hold for a refusal of ``key``: False when the key's or the worker's are full."""
+        held = self.held_per_key.get(key, 0)
+        if held >= self.max_held_per_key or self.held >= self.max_held:
+            return False
+        self.held_per_key[key] = held + 1
+        self.held += 1
+        return True
+
+    def unhold(self, key: bytes) -> None:
+        """The held refusal was sent (or its connection lost)."""
+        self.held -= 1
+        left = self.held_per_key[key] - 1
+        if left:
+            self.held_per_key[key] = left
+        else:
+            del self.held_per_key[key]

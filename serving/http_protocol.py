@@ -14,7 +14,10 @@ concurrency cap answers 429 without ``Retry-After`` to everyone once slow client
   ``serving_max_headers`` fields: 431 with JSON, counted while they arrive, so an oversized
   head is cut after at most one more read instead of being buffered whole.
 * admission (serving/edge_admission.py) once the headers are in: the in-flight caps and the
-  per-key rate limit answer 429 with ``Retry-After`` here, before any ASGI middleware.
+  per-key rate limit answer 429 with ``Retry-After`` here, before any ASGI middleware. A
+  rate-limit 429 is held ``serving_rate_limit_hold_s`` first (a timer; the connection reads no
+  next request meanwhile), within caps per key and in all, beyond which it is sent at once
+  with ``connection: close``.
 * malformed requests get a JSON 400 instead of uvicorn's plain text.
 
 Each connection keeps one timer, armed only when none is pending and re-armed when it fires
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from fraudops.settings import Settings, get_settings
 from serving.edge_admission import EXEMPT_PATHS, Admission, Refusal, Ticket
-from serving.edge_errors import asgi_refusal, raw_response
+from serving.edge_errors import asgi_refusal, raw_response, reply
 
 log = logging.getLogger("serving.edge")
 
@@ -125,6 +129,38 @@ class _Counted:
         if not self.done:
             self.done = True
             self.admission.release(self.ticket)
+
+
+class _Held:
+    """Sends a rate-limit 429 after the hold, or at once closing the connection when the holds
+    are full.
+
+    Waiting costs a timer, not CPU, and a client that retries at once waits with it: a flood on
+    a few connections makes a few refusals a second each instead of thousands. A held refusal is
+    no ticket (it never counts against the in-flight caps) and the connection reads no next
+    request meanwhile (uvicorn queues a pipelined one and pauses reading); a body still arriving
+    keeps its deadline, and a late one gets its 408 while the answer waits.
+    """
+
+    __slots__ = ("admission", "key", "refusal")
+
+    def __init__(self, admission: Admission, key: bytes, refusal: Refusal) -> None:
+        self.admission, self.key, self.refusal = admission, key, refusal
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        admission, refusal = self.admission, self.refusal
+        if not admission.hold(self.key):
+            # Too many held already: refuse at once, and make the client come back through a
+            # new connection rather than at full speed on this one.
+            await reply(send, 429, refusal.message, [*refusal.headers, ("connection", "close")])
+            return
+        try:
+            # Spread over [hold/2, hold]: the connections of one client refused together would
+            # otherwise come back together and spend the refilled bucket at once, side by side.
+            await asyncio.sleep(admission.hold_s * (0.5 + 0.5 * random.random()))
+        finally:
+            admission.unhold(self.key)
+        await reply(send, 429, refusal.message, refusal.headers)  # a no-op if the client left
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
@@ -302,7 +338,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self.app = asgi_refusal(413, f"request body larger than {limit} bytes")
         elif isinstance(decision, Refusal):
             self.edge.refused(429, decision.reason)
-            self.app = asgi_refusal(429, decision.message, decision.headers)
+            if key is not None and admission.holds(decision):
+                self.app = _Held(admission, key, decision)
+            else:
+                self.app = asgi_refusal(429, decision.message, decision.headers)
         else:
             self.app = _Counted(app, decision, admission)
         try:

@@ -38,14 +38,15 @@ WARM_UP_IDS, POLITE_IDS, FLOOD_IDS = 0, 10**6, 10**9
 
 # The flooding client: stdlib only, so it starts at once. Arguments: port, key, the shared
 # monotonic start, window seconds, pairs, connections, first transaction id, customers,
-# terminals, timestamp. Prints its answers' status counts.
+# terminals, timestamp. Prints its answers' status counts and how often the service closed
+# the connection after an answer (a 429 sent at once when the holds are full), reconnecting.
 FLOOD = r"""
 import asyncio, itertools, json, os, sys, time
 os.nice(10)  # a remote client's CPU is not the server's: the worker comes first for the cores
 port, key, start, window, pairs, conns, first, customers, terminals, when = sys.argv[1:11]
 port, start, window, pairs, conns = int(port), float(start), float(window), int(pairs), int(conns)
 first, customers, terminals = int(first), int(customers), int(terminals)
-statuses = {}
+statuses, reconnects = {}, [0]
 
 def request(i):
     tx = {"transaction_id": first + i, "customer_id": 1 + i % customers,
@@ -64,6 +65,10 @@ async def client(until, counter):
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         await reader.readexactly(length)
         statuses[status] = statuses.get(status, 0) + 1
+        if b"connection: close" in head.lower():  # refused at once, the service closes
+            writer.close()
+            reconnects[0] += 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.close()
 
 async def main():
@@ -72,7 +77,7 @@ async def main():
         begin, end = start + (2 * pair + 1) * window, start + (2 * pair + 2) * window
         await asyncio.sleep(max(0.0, begin - time.monotonic()))
         await asyncio.gather(*(client(end, counter) for _ in range(conns)))
-    print(json.dumps(statuses))
+    print(json.dumps({"statuses": statuses, "reconnects": reconnects[0]}))
 
 asyncio.run(main())
 """
@@ -155,10 +160,11 @@ def window_p99s(samples: list[Sample], start: float, pairs: int, loaded: bool) -
 
 @dataclass
 class Outcome:
-    """What a run saw: the polite key's answers and the flood's status counts."""
+    """What a run saw: the polite key's answers, the flood's status counts and reconnections."""
 
     samples: list[Sample]
     flooded: dict[int, int]
+    reconnects: int
     start: float
     pairs: int
 
@@ -207,5 +213,6 @@ def run(
     finally:
         gc.unfreeze()
         flood.kill()  # a no-op once it has exited
-    flooded = {int(status): n for status, n in json.loads(out).items()}
-    return Outcome(samples, flooded, start, pairs)
+    report = json.loads(out)
+    flooded = {int(status): n for status, n in report["statuses"].items()}
+    return Outcome(samples, flooded, report["reconnects"], start, pairs)

@@ -169,3 +169,33 @@ def test_a_batch_drains_the_bucket_as_much_as_its_size_says():
     admitted = [admission.admit(b"a", batch) for _ in range(3)]
     assert [isinstance(a, Ticket) for a in admitted] == [True, True, False]
     assert isinstance(admission.admit(b"a", 1.0), Ticket)  # 26 tokens left for singles
+
+
+def test_only_rate_limit_refusals_are_held_and_only_when_a_hold_is_set():
+    held = _admission(rate_per_s=0.001, burst=1, hold_s=0.5, max_held_per_key=1, max_held=1)
+    held.admit(b"a")
+    rate_limited = held.admit(b"a")
+    assert isinstance(rate_limited, Refusal) and held.holds(rate_limited)
+    in_flight = Refusal("key_in_flight", "", 1)
+    assert not held.holds(in_flight)
+    assert not _admission(rate_per_s=0.001, burst=1, hold_s=0.0).holds(rate_limited)
+
+
+def test_holds_are_capped_per_key_and_in_all_and_freed_when_sent():
+    admission = _admission(hold_s=0.5, max_held_per_key=2, max_held=3)
+    assert admission.hold(b"a") and admission.hold(b"a")
+    assert not admission.hold(b"a")  # the key's two are held
+    assert admission.hold(b"b")
+    assert not admission.hold(b"b")  # three in all
+    admission.unhold(b"a")
+    assert admission.hold(b"b")  # a freed hold is reused
+    for key in (b"a", b"b", b"b"):
+        admission.unhold(key)
+    assert admission.held == 0 and admission.held_per_key == {}
+
+
+def test_a_held_refusal_is_not_in_flight():
+    admission = _admission(rate_per_s=0.001, burst=1, hold_s=0.5, max_held_per_key=8, max_held=8)
+    admission.admit(b"a")
+    assert admission.hold(b"a")
+    assert admission.in_flight == 1 and admission.per_key == {b"a": 1}
