@@ -10,7 +10,8 @@ real one).
 ``python -m benchmarks.bench_distributed --home PATH`` uses a runtime folder whose training set
 is built (``make demo`` builds ``var``'s); ``--scale 10`` without ``--home`` simulates and
 ingests 10x customers and terminals into a temporary folder, builds the marts with dbt and the
-training set with Feast first (many minutes).
+training set with Feast first (many minutes). ``--scale 10 --home PATH --ingest`` does the same
+into ``PATH`` and keeps it, so that later runs with ``--scale 10 --home PATH`` skip it.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from sklearn.metrics import average_precision_score
 from benchmarks.common import PeakMemory, median_time, write_figures
 from fraudops.settings import Settings, get_settings
 from ml.dataset import load_training_set
-from ml.distributed import dask_client, train_xgboost_dask
+from ml.distributed import dask_client, train_xgboost_dask, train_xgboost_dask_from_table
 from ml.pipeline import make_splits
-from ml.split import labelled_days_needed
+from ml.split import labelled_days_needed, protocol_splits
 from ml.train import train_xgboost
 
 # The reference search's usual winner (docs/training.md): deep trees, 100 rounds.
@@ -74,7 +75,18 @@ def _worker_peak_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def main(scale: int = 1, home: Path | None = None, repeat: int = 3, prepare: bool = False) -> dict:
+def _differing(trees: list[str], others: list[str]) -> int:
+    """How many trees differ as text (splits, thresholds, leaf values to 6 digits)."""
+    return sum(a != b for a, b in zip(trees, others, strict=True))
+
+
+def main(
+    scale: int = 1,
+    home: Path | None = None,
+    repeat: int = 3,
+    prepare: bool = False,
+    ingest: bool = False,
+) -> dict:
     """Fit the XGBoost candidate in one process and on dask; compare AP, wall time, memory."""
     base = get_settings()
     workdir = None if home or scale == 1 else Path(tempfile.mkdtemp(prefix="fraudops-bench-dask-"))
@@ -84,7 +96,8 @@ def main(scale: int = 1, home: Path | None = None, repeat: int = 3, prepare: boo
         sim_terminals=base.sim_terminals * scale,
     )
     try:
-        prepare_seconds = _prepare(settings, ingest=bool(workdir)) if workdir or prepare else 0.0
+        ingest = ingest or bool(workdir)
+        prepare_seconds = _prepare(settings, ingest) if ingest or prepare else 0.0
         data = load_training_set(settings)
         splits = make_splits(data.frame, settings)
         train, test = splits.train, splits.test_frame
@@ -96,11 +109,27 @@ def main(scale: int = 1, home: Path | None = None, repeat: int = 3, prepare: boo
                 lambda: train_xgboost_dask(train, PARAMS, SEED, client), repeat
             )
             worker_peaks = client.run(_worker_peak_mib)
+        # The workers read the window's days themselves: a cluster of its own, so that the
+        # workers' peaks are this path's; the driver's growth over what it already holds.
+        split = protocol_splits(data.frame, settings)[1]
+        with dask_client(settings) as client, PeakMemory() as table_memory:
+            held_mib = table_memory.peak_mib
+            table_seconds, from_table = median_time(
+                lambda: train_xgboost_dask_from_table(
+                    settings, split.train_start, split.train_end, PARAMS, SEED, client
+                ),
+                repeat,
+            )
+            table_worker_peaks = client.run(_worker_peak_mib)
     finally:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    local_ap = average_precision_score(test["is_fraud"], local.predict_proba(test))
-    dask_ap = average_precision_score(test["is_fraud"], distributed.predict_proba(test))
+    local_scores, dask_scores = local.predict_proba(test), distributed.predict_proba(test)
+    table_scores = from_table.predict_proba(test)
+    local_ap = average_precision_score(test["is_fraud"], local_scores)
+    dask_ap = average_precision_score(test["is_fraud"], dask_scores)
+    table_ap = average_precision_score(test["is_fraud"], table_scores)
+    local_trees = local.estimator.get_dump()
     figures = {
         "scale": scale,
         "training_rows": len(train),
@@ -110,6 +139,15 @@ def main(scale: int = 1, home: Path | None = None, repeat: int = 3, prepare: boo
         "local_average_precision": round(float(local_ap), 4),
         "dask_average_precision": round(float(dask_ap), 4),
         "average_precision_difference": round(float(dask_ap - local_ap), 4),
+        "differing_trees": _differing(local_trees, distributed.estimator.get_dump()),
+        "max_abs_score_difference": float(abs(dask_scores - local_scores).max()),
+        "from_table_average_precision": round(float(table_ap), 4),
+        "from_table_average_precision_difference": round(float(table_ap - local_ap), 4),
+        "from_table_differing_trees": _differing(local_trees, from_table.estimator.get_dump()),
+        "from_table_max_abs_score_difference": float(abs(table_scores - local_scores).max()),
+        "from_table_fit_seconds_median": round(table_seconds, 2),
+        "from_table_driver_growth_mib": round(table_memory.peak_mib - held_mib),
+        "from_table_worker_peak_rss_mib": {w: round(v) for w, v in table_worker_peaks.items()},
         "local_fit_seconds_median": round(local_seconds, 2),
         "dask_fit_seconds_median": round(dask_seconds, 2),
         "dask_to_local_time_ratio": round(dask_seconds / local_seconds, 2),
@@ -126,8 +164,12 @@ def main(scale: int = 1, home: Path | None = None, repeat: int = 3, prepare: boo
         f"xgboost on {figures['training_rows']:,} rows (scale {scale}): single process "
         f"{local_seconds:.1f} s, AP {local_ap:.4f}; dask ({figures['dask_workers']} workers) "
         f"{dask_seconds:.1f} s ({figures['dask_to_local_time_ratio']}x), AP {dask_ap:.4f} "
-        f"(difference {figures['average_precision_difference']:+.4f}, target within 0.005); "
-        f"peak RSS per worker {sorted(figures['dask_worker_peak_rss_mib'].values())} MiB"
+        f"(difference {figures['average_precision_difference']:+.4f}, target within 0.005; "
+        f"{figures['differing_trees']} of {len(local_trees)} trees differ); "
+        f"peak RSS per worker {sorted(figures['dask_worker_peak_rss_mib'].values())} MiB; "
+        f"workers reading the table {table_seconds:.1f} s, AP {table_ap:.4f}, driver "
+        f"+{figures['from_table_driver_growth_mib']} MiB, peak RSS per worker "
+        f"{sorted(figures['from_table_worker_peak_rss_mib'].values())} MiB"
     )
     write_figures("distributed" if scale == 1 else f"distributed_scale{scale}", figures)
     return figures
@@ -139,7 +181,14 @@ if __name__ == "__main__":
     parser.add_argument("--home", type=Path, help="A runtime folder with a built training set.")
     parser.add_argument("--repeat", type=int, default=3, help="Fits of each kind to time.")
     parser.add_argument(
-        "--prepare", action="store_true", help="Build the marts and training set in --home first."
+        "--prepare",
+        action="store_true",
+        help="Build the training set in --home first (from its marts).",
+    )
+    parser.add_argument(
+        "--ingest",
+        action="store_true",
+        help="Simulate and ingest --scale into --home, build the marts and training set first.",
     )
     args = parser.parse_args()
-    main(args.scale, args.home, args.repeat, args.prepare)
+    main(args.scale, args.home, args.repeat, args.prepare, args.ingest)
