@@ -51,6 +51,11 @@ run_retries:
 """
 
 
+# `--db-pool-recycle 0`: the webserver replaces a pooled connection older than 0 s, that is at
+# every checkout (Dagster's default is 3600 s; Dagster 1.13's webserver has no pre-ping option).
+WEBSERVER_DB_POOL_ARGS = ("--db-pool-recycle", "0")
+
+
 def stack_dir(settings: Settings) -> Path:
     """Folder of the stack's pid files and logs."""
     return settings.home / "stack"
@@ -201,8 +206,8 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def code_server(settings: Settings) -> Managed:
-    """``dagster code-server start``: the code location; runs are its subprocesses."""
+def code_server(settings: Settings, module: str = "orchestration.definitions") -> Managed:
+    """``dagster code-server start`` of ``module``: the code location; runs are its subprocesses."""
     env = base_env(settings)
     host, port = settings.stack_host, settings.stack_code_server_port
     return Managed(
@@ -216,7 +221,7 @@ def code_server(settings: Settings) -> Managed:
             "-p",
             str(port),
             "-m",
-            "orchestration.definitions",
+            module,
             "--location-name",
             LOCATION_NAME,
         ],
@@ -246,6 +251,12 @@ def dagster_webserver(settings: Settings) -> Managed:
             str(port),
             "-w",
             str(workspace_yaml(settings)),
+            # Alone of Dagster's processes, the webserver keeps its storage connections in a
+            # pool (the daemon and the runs connect per use). A connection PostgreSQL closed
+            # (a restart) is found dead only when used, and the request using it fails: a new
+            # connection at each checkout, as the daemon does, makes the first request after
+            # an outage succeed (tests/production/test_faults_postgres.py).
+            *WEBSERVER_DB_POOL_ARGS,
         ],
         env=base_env(settings),
         folder=stack_dir(settings),

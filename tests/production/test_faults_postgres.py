@@ -93,21 +93,17 @@ def test_postgres_lost_under_the_daemon_mlflow_and_feast(stack, demo_result):
     if retried:
         in_flight_status = _wait_status(client, retried[-1], {"SUCCESS", "FAILURE", "CANCELED"})
     # A run submitted after the outage: the webserver enqueues, the daemon launches. The
-    # webserver's first write can still meet a connection the outage closed; it answers with an
-    # error, and the client submits again, as any client of a server that just restarted does.
-    failed_submissions = 0
-    while True:
-        try:
-            after = client.submit_job_execution(
-                "ingest", repository_location_name=LOCATION_NAME, run_config=config, tags=tags
-            )
-            break
-        except DagsterGraphQLClientError:
-            failed_submissions += 1
-            if failed_submissions >= 3:
-                raise
-            time.sleep(1.0)
-    after_status = _wait_status(client, after, {"SUCCESS", "FAILURE", "CANCELED"})
+    # webserver takes a new connection at each use (`--db-pool-recycle 0`, cli/stack_components),
+    # so its first write after the outage meets no connection the outage closed: the first
+    # submission is accepted.
+    after_error = ""
+    try:
+        after = client.submit_job_execution(
+            "ingest", repository_location_name=LOCATION_NAME, run_config=config, tags=tags
+        )
+    except DagsterGraphQLClientError as exc:
+        after, after_error = "", " ".join(str(exc).split())[:300]
+    after_status = _wait_status(client, after, {"SUCCESS", "FAILURE", "CANCELED"}) if after else ""
     recovered_s = time.monotonic() - back_at
     daemon_healthy = component(settings, "dagster-daemon").healthy()
     mlflow = MlflowClient(settings.tracking_uri)
@@ -119,6 +115,7 @@ def test_postgres_lost_under_the_daemon_mlflow_and_feast(stack, demo_result):
         apply_definitions(store, settings)
         views = sorted(v.name for v in store.list_feature_views())
         runs = _runs()
+    not_started = sorted(r.run_id[:8] for r in runs if r.status.value == "NOT_STARTED")
     print(
         "\nFIGURE postgres_outage: "
         + json.dumps(
@@ -128,10 +125,8 @@ def test_postgres_lost_under_the_daemon_mlflow_and_feast(stack, demo_result):
                 "run_in_flight": in_flight_status,
                 "run_in_flight_retries": len(retried),
                 "run_after": after_status,
-                "failed_submissions_after_outage": failed_submissions,
-                "runs_not_started": sorted(
-                    r.run_id[:8] for r in runs if r.status.value == "NOT_STARTED"
-                ),
+                "first_submission_after_outage": after_error or "accepted",
+                "runs_not_started": not_started,
                 "run_after_done_s_after_outage": round(recovered_s, 1),
                 "daemon_healthy": daemon_healthy,
                 "mlflow_first_write_s": round(mlflow_s, 2),
@@ -140,6 +135,9 @@ def test_postgres_lost_under_the_daemon_mlflow_and_feast(stack, demo_result):
         )
     )
     assert in_flight_status == "SUCCESS"
+    # The first submission after the outage is accepted, and leaves no half-written run.
+    assert not after_error
+    assert not_started == []
     assert after_status == "SUCCESS"
     assert daemon_healthy
     assert experiment
