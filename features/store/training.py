@@ -12,6 +12,9 @@ but none within the TTL, so each view is retrieved on its own and re-joined to t
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
@@ -38,6 +41,11 @@ from fraudops.settings import Settings
 # Days of transactions per point-in-time join: the file store joins every entity row with all
 # its source rows in range, so bounded chunks keep memory flat at the reference scale.
 CHUNK_DAYS = 7
+# The join of the whole history takes about a minute at the reference scale: a progress line
+# at most this often (and after the last chunk).
+PROGRESS_EVERY_S = 10.0
+
+Progress = Callable[[str], None]
 
 
 def labelled_entities(settings: Settings) -> pd.DataFrame:
@@ -87,9 +95,12 @@ def _refs_by_view(store: FeatureStore) -> list[list[str]]:
     return groups
 
 
-def historical_features(store: FeatureStore, entities: pd.DataFrame) -> pd.DataFrame:
+def historical_features(
+    store: FeatureStore, entities: pd.DataFrame, progress: Progress | None = None
+) -> pd.DataFrame:
     """``fraud_model_v1`` for ``entities`` (transaction_id, customer_id, terminal_id,
-    tx_datetime, tx_amount), point in time, one output row per input row (NaN when missing).
+    tx_datetime, tx_amount), point in time, one output row per input row (NaN when missing);
+    ``progress`` gets a line every ``PROGRESS_EVERY_S`` seconds and after the last chunk.
 
     One retrieval per view of the service: Feast's file store drops an entity row from a join
     when its entity has rows but none within the TTL, which would also blank the other views.
@@ -99,12 +110,24 @@ def historical_features(store: FeatureStore, entities: pd.DataFrame) -> pd.DataF
     request = request.assign(event_timestamp=request["tx_datetime"]).reset_index(drop=True)
     days = request["tx_datetime"].dt.floor("D")
     step = pd.Timedelta(days=CHUNK_DAYS)
+    starts = pd.date_range(days.min(), days.max(), freq=step) if len(days) else []
     parts = []
-    for start in pd.date_range(days.min(), days.max(), freq=step) if len(days) else []:
+    began = reported = time.monotonic()
+    done = 0
+    for index, start in enumerate(starts, start=1):
         chunk = request[(days >= start) & (days < start + step)]
         if chunk.empty:
             continue
         parts.append(pd.concat([_retrieve(store, chunk, r) for r in refs], axis=1))
+        done += len(chunk)
+        now = time.monotonic()
+        if progress and (now - reported >= PROGRESS_EVERY_S or index == len(starts)):
+            reported = now
+            progress(
+                f"point-in-time join: {done:,} of {len(request):,} transactions "
+                f"(up to {(start + step - pd.Timedelta(days=1)).date()}, chunk {index} of "
+                f"{len(starts)}), {now - began:.0f} s"
+            )
     if not parts:
         raise ValueError("no entity rows to retrieve features for")
     result = pd.concat(parts).sort_index()[FEATURE_COLUMNS].set_axis(entities.index)
@@ -125,17 +148,21 @@ def fill_missing(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_training_set(
-    store: FeatureStore, settings: Settings, recent_days: int | None = None
+    store: FeatureStore,
+    settings: Settings,
+    recent_days: int | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The training set of the contract (``features/training_set``), sorted by time and id.
 
-    With ``recent_days``, only the labelled transactions of that many newest days.
+    With ``recent_days``, only the labelled transactions of that many newest days; ``progress``
+    receives a line on the point-in-time join's progress every few seconds.
     """
     entities = labelled_entities(settings)
     if recent_days is not None:
         days = entities["tx_datetime"].dt.floor("D")
         entities = entities[days > days.max() - pd.Timedelta(days=recent_days)]
-    features = fill_missing(historical_features(store, entities))
+    features = fill_missing(historical_features(store, entities, progress))
     # tx_amount comes from the mart, the two flags from the on-demand view (shared function).
     frame = entities.join(features[[c for c in features if c not in entities]])
     frame["tx_date"] = frame["tx_datetime"].dt.date

@@ -116,7 +116,9 @@ def build_assets() -> list[dg.AssetsDefinition]:
                 "training set: point-in-time join of the labelled transactions in Feast's "
                 "offline store"
             )
-            frame = feature_store.build_training_set(feature_store.open_store(config), config)
+            frame = feature_store.build_training_set(
+                feature_store.open_store(config), config, progress=context.log.info
+            )
             meter.rows = len(frame)
             context.log.info(f"training set: {len(frame):,} rows built; writing the Delta table")
             version = feature_store.write_training_set(config, frame)
