@@ -14,3 +14,15 @@
         delete from {{ this }} where {{ is_rebuilt_raw_day(day_column) }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- SQL: the rows of the CTE `rows` and, in an incremental run, the model's rows of earlier days
+    with the same `key`: an id seen again on a reloaded day competes with its earlier row
+    (the model keeps one), which delete+insert then replaces. -#}
+{% macro with_earlier_rows(rows, key) -%}
+    select * from {{ rows }}
+    {% if is_incremental() -%}
+    union all by name
+    select * from {{ this }}
+    where {{ key }} in (select {{ key }} from {{ rows }})
+    {%- endif %}
+{%- endmacro %}

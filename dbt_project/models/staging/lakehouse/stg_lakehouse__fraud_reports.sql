@@ -34,12 +34,7 @@ renamed as (
 
 candidates as (
 
-    select * from renamed
-    {% if is_incremental() -%}
-    union all by name
-    select * from {{ this }}
-    where transaction_id in (select transaction_id from renamed)
-    {%- endif %}
+    {{ with_earlier_rows('renamed', 'transaction_id') }}
 
 ),
 
