@@ -155,11 +155,7 @@ class Admission:
         """The admitted request ended (answered, or its connection was lost)."""
         self.in_flight -= 1
         if ticket.key is not None:
-            left = self.per_key[ticket.key] - 1
-            if left:
-                self.per_key[ticket.key] = left
-            else:
-                del self.per_key[ticket.key]
+            _decrement(self.per_key, ticket.key)
 
     def holds(self, refusal: Refusal) -> bool:
         """Whether this kind of refusal is held before it is sent (rate limits, when enabled)."""
@@ -177,8 +173,13 @@ class Admission:
     def unhold(self, key: bytes) -> None:
         """The held refusal was sent (or its connection lost)."""
         self.held -= 1
-        left = self.held_per_key[key] - 1
-        if left:
-            self.held_per_key[key] = left
-        else:
-            del self.held_per_key[key]
+        _decrement(self.held_per_key, key)
+
+
+def _decrement(counts: dict[bytes, int], key: bytes) -> None:
+    """One less for ``key``; a key at zero leaves the table (it cannot grow with idle keys)."""
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]

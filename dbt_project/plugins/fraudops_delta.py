@@ -328,7 +328,8 @@ def _is_incremental_run() -> bool:
     """True when the run has a first changed raw day (macros/run_days.sql validates it).
 
     A day given as ``--vars from_date`` is not visible here: such a run reads the sources in
-    full, with the same results.
+    full, with the same results. Read from the environment, not from the profile's plugin
+    config: a profile that changes with the day would make dbt re-parse the whole project.
     """
     return bool(os.environ.get(FROM_DATE_VARIABLE, "").strip())
 
