@@ -272,6 +272,10 @@ class Settings(BaseSettings):
     # A fraud scenario caught this rarely (with at least performance_min_frauds frauds that day)
     # is a pattern the model has not learnt, e.g. a new kind of fraud.
     performance_min_scenario_recall: float = Field(default=0.25, ge=0.0, le=1.0)
+    # A retrain trains on a window that ends label_delay_days + test_days before its newest
+    # labelled day: until a day under the floors lies in that window, a retrain cannot learn
+    # what changed, so the performance sensor waits for it (false: request on the first bad day).
+    performance_wait_until_learnable: bool = True
     retrain_cooldown_hours: float = Field(default=24.0, ge=0.0)
     # How often the retraining and monitoring-automation sensors tick (the code location reads
     # it when it loads; a closed loop whose days pass in seconds ticks every few seconds).

@@ -244,3 +244,14 @@ def newest_performance(settings: Settings) -> DayPerformance | None:
     """The figures of the newest day computed (reads one JSON file), or None."""
     days = store.dated(settings.monitoring_path / "performance", "*.json")
     return DayPerformance.from_dict(store.read_json(days[-1][1])) if days else None
+
+
+def first_bad_day_in(settings: Settings, start: dt.date, end: dt.date) -> dt.date | None:
+    """The first day of ``start..end`` whose stored figures are under the floors, or None."""
+    day = start
+    while day <= end:
+        perf = load_performance(settings, day)
+        if perf is not None and perf.below_floors(settings):
+            return day
+        day += dt.timedelta(days=1)
+    return None

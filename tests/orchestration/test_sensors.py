@@ -43,6 +43,13 @@ def sensors() -> dict[str, dg.SensorDefinition]:
     return {sensor.name: sensor for sensor in build_sensors()}
 
 
+@pytest.fixture(autouse=True)
+def request_on_the_first_bad_day(tiny_home, monkeypatch):
+    """Most tests here are about one bad day: the wait until a retrain can learn it is off,
+    except in the tests of that wait, which turn it back on."""
+    monkeypatch.setenv("FRAUDOPS_PERFORMANCE_WAIT_UNTIL_LEARNABLE", "false")
+
+
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as instance:
@@ -258,3 +265,43 @@ def test_without_cooldown_a_finished_run_no_longer_holds(tiny_home, sensors, ins
     instance.add_run(run)
     (request,) = tick(sensors[PERFORMANCE_SENSOR], instance).run_requests
     assert request.run_key == "performance:2018-05-10"
+
+
+@pytest.fixture
+def lag(tiny_home, monkeypatch) -> dt.timedelta:
+    """The wait until a retrain can learn turned on; the days between the newest labelled day
+    and the end of the training window (the protocol's gap and test window)."""
+    monkeypatch.setenv("FRAUDOPS_PERFORMANCE_WAIT_UNTIL_LEARNABLE", "true")
+    return dt.timedelta(days=tiny_home.label_delay_days + tiny_home.test_days)
+
+
+def test_a_drop_waits_until_a_bad_day_enters_the_training_window(tiny_home, sensors, instance, lag):
+    settings = tiny_home
+    write_performance(settings, DAY, ap=0.50)
+    waiting = tick(sensors[PERFORMANCE_SENSOR], instance)
+    assert waiting.run_requests == []
+    assert "it cannot learn the change" in waiting.skip_message
+    assert f"has the labels of {DAY + lag}" in waiting.skip_message
+    # Days go on, each under the floors: the first day of the drop reaches the window.
+    later = None
+    for offset in range(1, lag.days + 1):
+        later = DAY + dt.timedelta(days=offset)
+        write_performance(settings, later, ap=0.50)
+        result = tick(sensors[PERFORMANCE_SENSOR], instance, waiting.cursor)
+        if offset < lag.days:
+            assert result.run_requests == [], offset
+            waiting = result
+    (request,) = result.run_requests
+    assert later == DAY + lag
+    assert request.run_key == f"performance:{later}"
+
+
+def test_a_good_day_in_the_training_window_does_not_count_as_the_drop(
+    tiny_home, sensors, instance, lag
+):
+    settings = tiny_home
+    write_performance(settings, DAY, ap=0.78)
+    write_performance(settings, DAY + lag, ap=0.50)
+    result = tick(sensors[PERFORMANCE_SENSOR], instance)
+    assert result.run_requests == []
+    assert f"has the labels of {DAY + 2 * lag}" in result.skip_message

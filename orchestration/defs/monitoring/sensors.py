@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 import dagster as dg
 
 from fraudops.settings import Settings, get_settings
-from monitoring.performance import DayPerformance, newest_performance
+from ml.split import time_split
+from monitoring.performance import DayPerformance, first_bad_day_in, newest_performance
 from monitoring.report import DriftReport, newest_drift_report
 from orchestration.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE
 from orchestration.defs.training.schedules import RETRAINING_JOB
@@ -192,6 +193,27 @@ def _performance_figures(perf: DayPerformance, reasons: list[str]) -> dict[str, 
     }
 
 
+def _not_learnable_yet(settings: Settings, newest: dt.date) -> str | None:
+    """Why a retrain now could not learn the drop (None: it can, or the wait is off).
+
+    A retrain whose newest labelled day is ``newest`` trains on the window the protocol puts
+    a gap and a test window before it; with no day under the floors in that window it would
+    learn from the days before the change only.
+    """
+    if not settings.performance_wait_until_learnable:
+        return None
+    split = time_split(newest, settings.train_days, settings.label_delay_days, settings.test_days)
+    if first_bad_day_in(settings, split.train_start, split.train_end) is not None:
+        return None
+    first = first_bad_day_in(settings, split.train_end, newest) or newest
+    learnable_at = first + (newest - split.train_end)
+    return (
+        f"a retrain now trains on {split.train_start}..{split.train_end}, no day of which is "
+        f"under the floors: it cannot learn the change; the first retrain that can has the "
+        f"labels of {learnable_at} (performance_wait_until_learnable)"
+    )
+
+
 def evaluate_performance(
     context: dg.SensorEvaluationContext, settings: Settings, now: float
 ) -> dg.SensorResult:
@@ -227,6 +249,9 @@ def evaluate_performance(
     why = "; ".join(reasons)
     if cursor.last_request_day is not None and day <= cursor.last_request_day:
         return _skip(f"{day}: retraining already requested for performance ({why})", cursor)
+    unlearnable = _not_learnable_yet(settings, perf.day)
+    if unlearnable is not None:
+        return _skip(f"{day}: under the floors ({why}) but {unlearnable}", cursor)
     hold = retraining_hold(context, cursor, settings, now)
     if hold is not None:
         return _skip(f"{day}: under the floors ({why}) but {hold}", cursor)
