@@ -1,10 +1,11 @@
 """The closed loop: drift and delayed-label performance request the retraining job.
 
 Each sensor reads one small JSON file of ``monitoring`` per tick (the newest drift report, the
-newest day's performance) and the newest retraining run of the instance. A request is made once
-per (reason, day): the run key ``<reason>:<day>`` and the cursor both say so. A cooldown of
-``retrain_cooldown_hours`` after the newest retraining request or run, whoever started it,
-holds every further request; it delays a request, it does not drop it.
+newest day's performance; on a bad day the performance sensor also reads the days of the
+training window a retrain would use) and the newest retraining run of the instance. A
+request is made once per (reason, day): the run key ``<reason>:<day>`` and the cursor both say
+so. A cooldown of ``retrain_cooldown_hours`` after the newest retraining request or run,
+whoever started it, holds every further request; it delays a request, it does not drop it.
 """
 
 from __future__ import annotations
