@@ -283,17 +283,14 @@ def test_a_drop_waits_until_a_bad_day_enters_the_training_window(tiny_home, sens
     assert "it cannot learn the change" in waiting.skip_message
     assert f"has the labels of {DAY + lag}" in waiting.skip_message
     # Days go on, each under the floors: the first day of the drop reaches the window.
-    later = None
     for offset in range(1, lag.days + 1):
-        later = DAY + dt.timedelta(days=offset)
-        write_performance(settings, later, ap=0.50)
+        write_performance(settings, DAY + dt.timedelta(days=offset), ap=0.50)
         result = tick(sensors[PERFORMANCE_SENSOR], instance, waiting.cursor)
         if offset < lag.days:
             assert result.run_requests == [], offset
             waiting = result
     (request,) = result.run_requests
-    assert later == DAY + lag
-    assert request.run_key == f"performance:{later}"
+    assert request.run_key == f"performance:{DAY + lag}"
 
 
 def test_a_good_day_in_the_training_window_does_not_count_as_the_drop(

@@ -204,9 +204,9 @@ def _not_learnable_yet(settings: Settings, newest: dt.date) -> str | None:
     if not settings.performance_wait_until_learnable:
         return None
     split = time_split(newest, settings.train_days, settings.label_delay_days, settings.test_days)
-    if first_bad_day_in(settings, split.train_start, split.train_end) is not None:
+    first = first_bad_day_in(settings, split.train_start, newest) or newest
+    if first <= split.train_end:
         return None
-    first = first_bad_day_in(settings, split.train_end, newest) or newest
     learnable_at = first + (newest - split.train_end)
     return (
         f"a retrain now trains on {split.train_start}..{split.train_end}, no day of which is "
